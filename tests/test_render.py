@@ -1,0 +1,210 @@
+"""Renderer geometry, z-buffer, batching, colour histograms and the view grid."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crossjepa.render import (
+    color_histogram, look_at, project, random_poses, render_points, save_view_grid, sphere_poses,
+)
+from crossjepa.render.cameras import focal_length
+
+
+def _cloud(gen, batch=2, num_points=1500):
+    """Noisy ellipsoid surfaces with random centres: clouds whose renders have real surfaces and normals."""
+    p = torch.randn(batch, num_points, 3, generator=gen)
+    p = p / p.norm(dim=-1, keepdim=True) * (0.4 + 0.5 * torch.rand(batch, 1, 3, generator=gen))
+    return p + 0.1 * (torch.rand(batch, 1, 3, generator=gen) - 0.5)
+
+
+def _is_rotation(r):
+    eye = torch.eye(3).expand_as(r)
+    return torch.allclose(r.transpose(-1, -2) @ r, eye, atol=1e-5) and torch.allclose(
+        torch.linalg.det(r), torch.ones(r.shape[:-2]), atol=1e-5)
+
+
+def test_sphere_poses_look_at_origin_from_the_radius():
+    radius = 2.0 + torch.rand(()).item()
+    poses = sphere_poses(7, radius=radius, elevations_deg=(-25.0, 10.0, 40.0), azimuth_offset_deg=13.0)
+    assert poses.shape == (7, 4, 4) and poses.dtype == torch.float32
+    assert _is_rotation(poses[:, :3, :3])
+    eye = poses[:, :3, 3]
+    assert torch.allclose(eye.norm(dim=-1), torch.full((7,), radius), atol=1e-5)
+    assert torch.allclose(poses[:, :3, 2], -eye / radius, atol=1e-5)  # camera z points at the origin
+    assert (poses[:, 1, 1] < 0).all()  # camera y (image down) points against world up (+y)
+    elevation = torch.rad2deg(torch.asin(eye[:, 1] / radius))
+    assert torch.allclose(elevation, torch.tensor([-25.0, 10.0, 40.0] * 3)[:7], atol=1e-3)
+    assert torch.equal(poses, sphere_poses(7, radius=radius, elevations_deg=(-25.0, 10.0, 40.0),
+                                           azimuth_offset_deg=13.0))
+
+
+def test_random_poses_are_seeded_rotations_on_the_sphere():
+    a = random_poses(16, torch.Generator().manual_seed(3), radius=2.5)
+    b = random_poses(16, torch.Generator().manual_seed(3), radius=2.5)
+    assert torch.equal(a, b) and _is_rotation(a[:, :3, :3])
+    assert torch.allclose(a[:, :3, 3].norm(dim=-1), torch.full((16,), 2.5), atol=1e-5)
+    # Straight down the up axis is degenerate for look-at: it must still give a rotation.
+    assert _is_rotation(look_at(torch.tensor([[0.0, 3.0, 0.0], [0.0, -2.0, 0.0]]))[:, :3, :3])
+
+
+def test_known_point_lands_on_expected_pixel():
+    # Camera on the -z axis looking at the origin, world y up: world +x appears on the LEFT (x_cam = -x),
+    # world +y appears ABOVE the centre (y_cam = -y), depth = 3 + z.
+    size, fov = 64, 50.0
+    pose = look_at(torch.tensor([0.0, 0.0, -3.0]))[None]
+    x, y, z = (torch.tensor([0.2, 0.1, 0.0]) + torch.rand(3) * torch.tensor([0.3, 0.3, 0.5])).tolist()
+    f = focal_length(size, fov)
+    u, v = size / 2 - f * x / (3 + z), size / 2 - f * y / (3 + z)
+    point = torch.tensor([[[x, y, z]]])
+    uv, depth = project(point, pose, image_size=size, fov_deg=fov)
+    assert torch.allclose(uv[0, 0, 0], torch.tensor([u, v]), atol=1e-4)
+    assert math.isclose(depth[0, 0, 0].item(), 3 + z, rel_tol=1e-6)
+    out = render_points(point, pose, image_size=size, fov_deg=fov, point_radius=1.0, shading="depth")
+    row, col = int(v), int(u)
+    assert u < size / 2 and v < size / 2
+    assert out.mask[0, 0, 0, row, col] and math.isclose(out.depth[0, 0, 0, row, col].item(), 3 + z, rel_tol=1e-6)
+    assert out.image[0, 0, :, row, col].tolist() == [1.0, 1.0, 1.0]  # the only point is the nearest: white
+
+
+def test_origin_projects_to_the_image_centre():
+    poses = random_poses(5, torch.Generator().manual_seed(1))
+    uv, _ = project(torch.zeros(1, 1, 3) + 1e-9, poses, image_size=100)
+    assert torch.allclose(uv[0, :, 0], torch.full((5, 2), 50.0), atol=1e-3)
+
+
+def test_mask_covers_exactly_the_projected_footprint():
+    gen = torch.Generator().manual_seed(5)
+    size, radius = 48, 1.5 + 2.5 * torch.rand((), generator=gen).item()
+    pose = torch.eye(4)[None]
+    point = torch.cat([torch.rand(1, 1, 2, generator=gen) - 0.5, 2 + torch.rand(1, 1, 1, generator=gen)], -1)
+    u, v = project(point, pose, image_size=size)[0][0, 0, 0].tolist()
+    out = render_points(point, pose, image_size=size, point_radius=radius)
+    rows, cols = np.mgrid[0:size, 0:size]
+    expected = (cols + 0.5 - u) ** 2 + (rows + 0.5 - v) ** 2 <= radius**2
+    assert np.array_equal(out.mask[0, 0, 0].numpy(), expected)
+    assert (out.depth[0, 0, 0][~torch.from_numpy(expected)] == 0).all()
+    assert (out.image[0, 0][:, ~torch.from_numpy(expected)] == 0).all()
+
+
+@pytest.mark.parametrize("near_first", [True, False])
+def test_zbuffer_picks_the_nearer_point(near_first):
+    gen = torch.Generator().manual_seed(7)
+    ray = torch.cat([torch.rand(2, generator=gen) - 0.5, torch.ones(1)])
+    near, far = 1.5 + torch.rand((), generator=gen).item(), 3.0 + torch.rand((), generator=gen).item()
+    pts = torch.stack([ray * near, ray * far] if near_first else [ray * far, ray * near])[None]
+    out = render_points(pts, torch.eye(4)[None], image_size=40, point_radius=2.0, shading="depth")
+    drawn = out.depth[out.mask]
+    assert drawn.numel() > 0 and torch.allclose(drawn, torch.full_like(drawn, near * ray[2].item()))
+
+
+def test_batched_render_equals_per_object_per_view_renders():
+    gen = torch.Generator().manual_seed(11)
+    pts = _cloud(gen)
+    poses = torch.stack([random_poses(3, gen), random_poses(3, gen)])  # (B, V, 4, 4)
+    out = render_points(pts, poses, image_size=56)
+    assert out.image.shape == (2, 3, 3, 56, 56) and out.mask.shape == out.depth.shape == (2, 3, 1, 56, 56)
+    for b in range(2):
+        for v in range(3):
+            one = render_points(pts[b:b + 1], poses[b, v:v + 1], image_size=56)
+            assert torch.equal(one.mask[0, 0], out.mask[b, v])
+            assert torch.equal(one.depth[0, 0], out.depth[b, v])
+            assert torch.allclose(one.image[0, 0], out.image[b, v], atol=1e-5)
+    shared = render_points(pts, poses[0], image_size=56)  # (V, 4, 4) poses are shared by every object
+    assert torch.equal(shared.mask, render_points(pts, poses[0].expand(2, -1, -1, -1), image_size=56).mask)
+
+
+def test_outputs_are_well_formed_and_show_surface_shading():
+    gen = torch.Generator().manual_seed(13)
+    pts = _cloud(gen)
+    for shading in ("normal", "depth"):
+        out = render_points(pts, sphere_poses(4), image_size=64, shading=shading)
+        img, mask = out.image, out.mask
+        assert img.dtype == torch.float32 and img.min() >= 0 and img.max() <= 1
+        assert (img * ~mask == 0).all() and (out.depth * ~mask == 0).all() and (out.depth[mask] > 0).all()
+        assert 0.05 < mask.float().mean() < 0.9
+        # Shading, not a flat silhouette: foreground pixels take many different values.
+        assert img.permute(0, 1, 3, 4, 2)[mask.squeeze(2)].unique(dim=0).shape[0] > 50
+
+
+def test_rotating_points_and_cameras_together_leaves_the_render_unchanged():
+    gen = torch.Generator().manual_seed(17)
+    pts, poses = _cloud(gen, batch=1), sphere_poses(3)
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=gen)).Q
+    rot = rot * torch.linalg.det(rot)  # a proper rotation
+    r4 = torch.eye(4)
+    r4[:3, :3] = rot
+    a = render_points(pts, poses, image_size=64)
+    b = render_points(pts @ rot.T, r4 @ poses, image_size=64)
+    assert (a.mask != b.mask).float().mean() < 0.005
+    same = (a.mask & b.mask).squeeze(2)
+    assert (a.image - b.image).abs().amax(2)[same].median() < 1e-3
+
+
+def test_bad_inputs_raise_value_error():
+    pts, poses = torch.rand(1, 10, 3), sphere_poses(2)
+    with pytest.raises(ValueError, match="shading"):
+        render_points(pts, poses, shading="phong")
+    with pytest.raises(ValueError, match="points"):
+        render_points(torch.rand(10, 3), poses)
+    with pytest.raises(ValueError, match="poses"):
+        render_points(pts, torch.rand(2, 3, 4))
+    with pytest.raises(ValueError, match="poses"):
+        render_points(pts, torch.rand(3, 2, 4, 4))
+    with pytest.raises(ValueError, match="num_views"):
+        sphere_poses(0)
+
+
+def test_histogram_sums_to_one_per_channel_and_matches_numpy():
+    gen = torch.Generator().manual_seed(19)
+    image, mask = torch.rand(2, 3, 3, 20, 24, generator=gen), torch.rand(2, 3, 1, 20, 24, generator=gen) > 0.4
+    hist = color_histogram(image, mask, bins=6)
+    assert hist.shape == (2, 3, 18)
+    assert torch.allclose(hist.view(2, 3, 3, 6).sum(-1), torch.ones(2, 3, 3))
+    for c in range(3):
+        values = image[1, 2, c][mask[1, 2, 0]].numpy()
+        expected = np.histogram(values, bins=6, range=(0, 1))[0] / values.size
+        assert np.allclose(hist[1, 2, 6 * c:6 * (c + 1)].numpy(), expected, atol=1e-6)
+
+
+def test_histogram_of_an_empty_mask_is_uniform_not_nan():
+    image = torch.rand(4, 3, 16, 16)
+    mask = torch.zeros(4, 1, 16, 16, dtype=torch.bool)
+    mask[1, 0, 3, 5] = True
+    hist = color_histogram(image, mask)
+    assert torch.isfinite(hist).all()
+    assert torch.allclose(hist[[0, 2, 3]], torch.full((3, 24), 1 / 8))
+    assert torch.allclose(hist[1].view(3, 8).sum(-1), torch.ones(3))
+    with pytest.raises(ValueError, match="mask"):
+        color_histogram(image, mask[:, :, :8])
+
+
+def test_render_histograms_come_from_the_foreground():
+    out = render_points(_cloud(torch.Generator().manual_seed(23), batch=1), sphere_poses(2), image_size=48)
+    hist = color_histogram(out.image, out.mask).view(1, 2, 3, 8)
+    assert torch.allclose(hist.sum(-1), torch.ones(1, 2, 3))
+    assert hist.amax() < 0.9  # a normal map spreads over several bins, unlike a flat silhouette
+
+
+def test_save_view_grid_writes_a_png_atomically(tmp_path):
+    images = torch.rand(2, 3, 3, 20, 30)
+    path = save_view_grid(images, tmp_path / "sub" / "grid.png", titles=["a", "b"])
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] == 3 * 30 + 2 * 2 and im.size[1] > 2 * 20
+    assert sorted(p.name for p in path.parent.iterdir()) == ["grid.png"]
+    save_view_grid(images, path)  # overwrite in place
+    with pytest.raises(ValueError, match="titles"):
+        save_view_grid(images, tmp_path / "x.png", titles=["only one"])
+    with pytest.raises(ValueError, match="images"):
+        save_view_grid(images[0], tmp_path / "x.png")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_render_matches_cpu():
+    pts, poses = _cloud(torch.Generator().manual_seed(29)), sphere_poses(3)
+    cpu = render_points(pts, poses, image_size=64)
+    gpu = render_points(pts.cuda(), poses.cuda(), image_size=64)
+    assert (cpu.mask != gpu.mask.cpu()).float().mean() < 0.001
+    assert torch.allclose(cpu.depth, gpu.depth.cpu(), atol=1e-4)
