@@ -1,0 +1,39 @@
+"""Helpers shared by the single-file formats: the split a file name implies, and pickle loading."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from ..base import corrupt
+
+# (train marker, test marker, where it sits): ScanObjectNN's training_*/test_*, then *_train*/*_test*
+_MARKERS = (("training_", "test_", "prefix"), ("_train", "_test", "inside"))
+
+
+def split_file(path: Path, split: str) -> Path:
+    """The file holding ``split``: ``path`` itself, or its sibling with the split marker swapped
+    (training_x.h5 <-> test_x.h5, ply_data_train0.h5 <-> ply_data_test0.h5). Names with no marker are
+    taken as they are."""
+    name = path.name
+    for train, test, where in _MARKERS:
+        for have, other, have_split in ((train, test, "train"), (test, train, "test")):
+            found = name.startswith(have) if where == "prefix" else have in name
+            if not found:
+                continue
+            if split == have_split:
+                return path
+            sibling = path.with_name(name.replace(have, other, 1))
+            if split in ("train", "test") and sibling.is_file():
+                return sibling
+            raise ValueError(f"{path} holds the {have_split} split; for split {split!r} looked for {sibling}")
+    return path
+
+
+def load_pickle(path: Path):
+    """Pickle files execute code when loaded: only open data files you trust (as their original loaders do)."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as e:
+        raise corrupt(path, f"unreadable pickle ({type(e).__name__}: {e})") from None

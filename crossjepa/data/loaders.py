@@ -1,0 +1,366 @@
+"""make_loader: one interface, three backends ("torch", "device", "dali"), the same batches.
+
+What every backend shares is defined once, in this module:
+- epoch order: ``torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))`` when shuffling,
+  else 0..n-1. Under ``world_size > 1`` the order is padded by wrapping around (or cut, with drop_last) to a
+  multiple of world_size and rank r takes every world_size-th object from r, like DistributedSampler.
+- batch b of an epoch: the next batch_size objects of that order; the last batch is shorter unless drop_last.
+- points of a batch (draw_batch): without augmentation, the first num_points stored points of each cloud (the
+  packed format stores clouds in farthest-point order, so a prefix is an FPS subsample). With augmentation, a
+  uniformly random num_points-subset of each cloud, then transforms.draw_augmentation, all from a generator
+  seeded by (seed, epoch, b) on the backend's device: a batch does not depend on workers or on earlier batches.
+  CPU generators give the same draws on every backend; a CUDA generator draws other numbers.
+Each batch: {"points" (B,P,3) float32, "label" (B,) int64, "index" (B,) int64 dataset indices, "rotation"
+(B,3,3) float32, the augmentation rotation (identity without augmentation; rotate cameras with
+transforms.rotate_poses)}. Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming).
+
+Datasets with ``.points_array`` (O, N, 3) (a memory map for the packed format) and ``.labels_array`` (O,) are
+read with one gather per batch; other datasets item by item (torch backend) or stacked once into memory
+(device and dali backends, which need every cloud to have the same number of points).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .transforms import AugmentConfig, Augmentation, apply_augmentation, draw_augmentation
+
+BACKENDS = ("torch", "device", "dali")
+
+
+def epoch_order(num_objects: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """The order (int64, CPU) in which an epoch visits the dataset."""
+    if not shuffle:
+        return torch.arange(num_objects)
+    return torch.randperm(num_objects, generator=torch.Generator().manual_seed(seed + epoch))
+
+
+def batch_generator(seed: int, epoch: int, batch: int, device) -> torch.Generator:
+    """The generator of batch `batch` of `epoch`: a well-mixed seed from the three numbers."""
+    mixed = np.random.SeedSequence([seed, epoch, batch]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(mixed) >> 1)
+
+
+def draw_subset(generator: torch.Generator, batch_size: int, num_stored: int, num_points: int) -> torch.Tensor:
+    """A uniformly random num_points-subset (B, P) of 0..num_stored-1 per object: a window at a random offset of
+    one random permutation (so one sort per batch, not per object)."""
+    device = generator.device
+    perm = torch.randperm(num_stored, generator=generator, device=device)
+    shift = torch.randint(num_stored, (batch_size, 1), generator=generator, device=device)
+    return perm[(shift + torch.arange(num_points, device=device)) % num_stored]
+
+
+def draw_batch(generator: Optional[torch.Generator], batch_size: int, num_stored: int, num_points: int,
+               config: Optional[AugmentConfig]) -> Tuple[Optional[torch.Tensor], Optional[Augmentation]]:
+    """(subset (B, P) or None for the prefix, augmentation or None): the random part of a batch."""
+    if config is None:
+        return None, None
+    subset = draw_subset(generator, batch_size, num_stored, num_points)
+    return subset, draw_augmentation(batch_size, num_points, generator, config)
+
+
+def finish_batch(points: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+                 aug: Optional[Augmentation]) -> dict:
+    """Cast, augment and package a gathered batch (B, P, 3)."""
+    points = points.float()
+    if aug is None:
+        rotation = torch.eye(3, device=points.device).repeat(points.shape[0], 1, 1)
+    else:
+        points, rotation = apply_augmentation(points, aug), aug.rotation
+    return {"points": points, "label": labels, "index": index, "rotation": rotation}
+
+
+class BatchPlan:
+    """The batches of each epoch (see the module docstring)."""
+
+    def __init__(self, num_objects: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
+                 rank: int = 0, world_size: int = 1):
+        self.num_objects, self.batch_size, self.shuffle = num_objects, batch_size, shuffle
+        self.seed, self.drop_last, self.rank, self.world_size = seed, drop_last, rank, world_size
+        per_rank = num_objects // world_size if drop_last else -(-num_objects // world_size)
+        self.per_rank = per_rank
+        self.num_batches = per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        order = epoch_order(self.num_objects, self.shuffle, self.seed, epoch)
+        if self.world_size == 1:
+            return order
+        total = self.per_rank * self.world_size
+        order = order.repeat(-(-total // self.num_objects))[:total]
+        return order[self.rank::self.world_size]
+
+    def batches(self, epoch: int) -> Sequence[torch.Tensor]:
+        order = self.order(epoch)
+        b = self.batch_size
+        return [order[i * b:(i + 1) * b] for i in range(self.num_batches)]
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+class Loader:
+    """Base of the backends: len() batches per epoch; each iteration is the next epoch."""
+
+    def __init__(self, plan: BatchPlan, num_points: int, augment: Optional[AugmentConfig]):
+        self.plan, self.num_points, self.augment = plan, num_points, augment
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        return self._iterate(epoch)
+
+    def _iterate(self, epoch: int):
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def packed_arrays(dataset):
+    """(points (O, N, 3), labels (O,) int64) for datasets that expose them, else (None, None)."""
+    points = getattr(dataset, "points_array", None)
+    if points is None:
+        return None, None
+    if points.ndim != 3 or points.shape[2] != 3 or points.shape[0] != len(dataset):
+        raise ValueError(f"dataset.points_array: expected shape ({len(dataset)}, N, 3), got {points.shape}")
+    labels = getattr(dataset, "labels_array", None)
+    if labels is None:
+        labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if labels.shape[0] != len(dataset):
+        raise ValueError(f"dataset.labels_array: expected {len(dataset)} labels, got {labels.shape[0]}")
+    return points, labels
+
+
+def stacked_arrays(dataset, backend: str):
+    """(points, labels) of any dataset: its packed arrays, or every item read once and stacked."""
+    points, labels = packed_arrays(dataset)
+    if points is not None:
+        return points, labels
+    items = [dataset[i] for i in range(len(dataset))]
+    clouds = [np.asarray(item["points"], dtype=np.float32) for item in items]
+    sizes = {c.shape for c in clouds}
+    if len(sizes) != 1 or clouds[0].ndim != 2 or clouds[0].shape[1] != 3:
+        raise ValueError(f"dataset: backend {backend!r} needs clouds of one shape (N, 3), got shapes "
+                         f"{sorted(sizes)[:3]}; use backend 'torch' or pack the dataset")
+    return np.stack(clouds), np.array([int(item["label"]) for item in items], dtype=np.int64)
+
+
+def check_num_points(num_points: int, num_stored: int) -> None:
+    if num_points > num_stored:
+        raise ValueError(f"num_points: expected at most {num_stored} (points stored per object), got {num_points}")
+
+
+def gather_numpy(points: np.ndarray, index: np.ndarray, num_points: int,
+                 subset: Optional[torch.Tensor]) -> torch.Tensor:
+    """points[index] subsampled -> (B, P, 3): one gather from the (memory-mapped) array, objects read in
+    ascending order for locality, then put back in batch order."""
+    order = np.argsort(index, kind="stable")
+    rows = index[order]
+    out = np.empty((len(index), num_points, 3), dtype=points.dtype)
+    if subset is None:
+        out[order] = points[rows, :num_points]
+    else:
+        flat = rows[:, None] * points.shape[1] + subset.numpy()[order]
+        out[order] = np.take(points.reshape(-1, 3), flat, axis=0)  # np.take: ~3x faster than fancy indexing
+    return torch.from_numpy(out)
+
+
+def gather_tensor(points: torch.Tensor, index: torch.Tensor, num_points: int,
+                  subset: Optional[torch.Tensor]) -> torch.Tensor:
+    """Same as gather_numpy for a resident tensor (any device); index_select is far cheaper than advanced
+    indexing on CPU."""
+    if subset is None:
+        return points[:, :num_points].index_select(0, index)
+    flat = (index[:, None] * points.shape[1] + subset).view(-1)
+    return points.view(-1, 3).index_select(0, flat).view(len(index), num_points, 3)
+
+
+# -------------------------------------------------------------------------------------------- backends
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """Builds whole batches in DataLoader workers from (epoch, batch, indices) requests."""
+
+    def __init__(self, dataset, points, labels, num_points, augment, seed):
+        self.dataset = dataset if points is None else None
+        self.points = None if points is None else _ArrayHandle(points)
+        self.labels, self.num_points, self.augment, self.seed = labels, num_points, augment, seed
+
+    def __getitem__(self, request) -> dict:
+        epoch, batch, rows = request  # rows: numpy, cheaper than a tensor to send to a worker
+        index = torch.from_numpy(rows)
+        g = batch_generator(self.seed, epoch, batch, "cpu") if self.augment is not None else None
+        if self.points is not None:
+            points = self.points.array
+            subset, aug = draw_batch(g, len(rows), points.shape[1], self.num_points, self.augment)
+            gathered = gather_numpy(points, rows, self.num_points, subset)
+            return finish_batch(gathered, torch.from_numpy(self.labels[rows]), index, aug)
+        items = [self.dataset[int(i)] for i in rows]
+        clouds = [torch.as_tensor(item["points"], dtype=torch.float32) for item in items]
+        labels = torch.tensor([int(item["label"]) for item in items], dtype=torch.int64)
+        for i, cloud in zip(rows.tolist(), clouds):
+            if cloud.dim() != 2 or cloud.shape[1] != 3 or cloud.shape[0] < self.num_points:
+                raise ValueError(f"dataset[{i}]: expected points (N >= num_points={self.num_points}, 3), "
+                                 f"got shape {tuple(cloud.shape)}")
+        sizes = {c.shape[0] for c in clouds}
+        if len(sizes) == 1:  # the same draws as the array path of every backend
+            subset, aug = draw_batch(g, len(index), sizes.pop(), self.num_points, self.augment)
+            return finish_batch(gather_tensor(torch.stack(clouds), torch.arange(len(index)), self.num_points,
+                                              subset), labels, index, aug)
+        if g is None:
+            points = torch.stack([c[:self.num_points] for c in clouds])
+            return finish_batch(points, labels, index, None)
+        points = torch.stack([c[draw_subset(g, 1, c.shape[0], self.num_points)[0]] for c in clouds])
+        return finish_batch(points, labels, index, draw_augmentation(len(index), self.num_points, g, self.augment))
+
+
+class _ArrayHandle:
+    """Holds the points array; a memory map of a whole file crosses to spawned workers as its path, not as a
+    pickled copy of the data."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getstate__(self):
+        a = self.array
+        if (isinstance(a, np.memmap) and isinstance(a.filename, (str, os.PathLike)) and a.flags.c_contiguous
+                and os.path.getsize(a.filename) == a.offset + a.nbytes):
+            return {"memmap": (os.fspath(a.filename), a.dtype.str, a.offset, a.shape)}
+        return {"array": a}
+
+    def __setstate__(self, state):
+        if "memmap" in state:
+            filename, dtype, offset, shape = state["memmap"]
+            self.array = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+        else:
+            self.array = state["array"]
+
+
+class _EpochSampler(torch.utils.data.Sampler):
+    """Yields (epoch, batch, indices) requests for the epoch the loader is on."""
+
+    def __init__(self, plan: BatchPlan):
+        self.plan, self.epoch = plan, 0
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, b, index.numpy()) for b, index in enumerate(self.plan.batches(epoch))])
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+class TorchLoader(Loader):
+    """torch DataLoader over whole-batch requests: one gather per batch in the workers, pinned memory on CUDA
+    machines; batches are moved to `device` when one is given."""
+
+    def __init__(self, dataset, plan, num_points, augment, seed, device, num_workers):
+        super().__init__(plan, num_points, augment)
+        points, labels = packed_arrays(dataset)
+        if points is not None:
+            check_num_points(num_points, points.shape[1])
+        self.device = None if device is None else torch.device(device)
+        self._sampler = _EpochSampler(plan)
+        pin = torch.cuda.is_available() and (self.device is None or self.device.type == "cuda")
+        self._loader = torch.utils.data.DataLoader(
+            _BatchReader(dataset, points, labels, num_points, augment, seed), sampler=self._sampler,
+            batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=pin)
+
+    def _iterate(self, epoch):
+        self._sampler.epoch = epoch
+        for batch in self._loader:
+            if self.device is not None:
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            yield batch
+
+
+class DeviceLoader(Loader):
+    """The whole dataset resident on `device` (CUDA when available): each step indexes, subsamples and
+    augments there; the host only slices the epoch's order, which is moved once per epoch."""
+
+    def __init__(self, dataset, plan, num_points, augment, seed, device):
+        super().__init__(plan, num_points, augment)
+        points, labels = stacked_arrays(dataset, "device")
+        check_num_points(num_points, points.shape[1])
+        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self.points = torch.from_numpy(np.array(points)).to(self.device)  # a copy: never the file mapping
+        self.labels = torch.from_numpy(labels).to(self.device)
+        self.seed = seed
+
+    def _iterate(self, epoch):
+        order = self.plan.order(epoch).to(self.device)
+        b = self.plan.batch_size
+        for i in range(len(self.plan)):
+            index = order[i * b:(i + 1) * b]
+            g = batch_generator(self.seed, epoch, i, self.device) if self.augment is not None else None
+            subset, aug = draw_batch(g, len(index), self.points.shape[1], self.num_points, self.augment)
+            points = gather_tensor(self.points, index, self.num_points, subset)
+            yield finish_batch(points, self.labels[index], index, aug)
+
+
+# --------------------------------------------------------------------------------------------- factory
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def make_loader(dataset, batch_size: int, backend: str = "torch", shuffle: bool = True, augment=False,
+                num_points: int = 1024, seed: int = 0, drop_last: bool = False, device=None, *,
+                num_workers: Optional[int] = None, rank: int = 0, world_size: int = 1) -> Loader:
+    """Batches of `dataset` (see the module docstring for what every backend yields).
+
+    augment: False, True (AugmentConfig defaults: rotation about the up axis + jitter) or an AugmentConfig.
+    device: where batches live (torch: moved there after loading; device: where the dataset is resident,
+    default CUDA when available; dali: a CUDA device runs the GPU pipeline, default CUDA when available).
+    num_workers (torch backend): DataLoader workers, default min(4, CPUs).
+    rank, world_size: this process's shard of every epoch (distributed training).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    num_points = _check_int("num_points", num_points, 1)
+    seed = _check_int("seed", seed, 0)
+    world_size = _check_int("world_size", world_size, 1)
+    rank = _check_int("rank", rank, 0)
+    if rank >= world_size:
+        raise ValueError(f"rank: expected < world_size={world_size}, got {rank}")
+    if augment is True:
+        augment = AugmentConfig()
+    elif augment is False or augment is None:
+        augment = None
+    elif not isinstance(augment, AugmentConfig):
+        raise TypeError(f"augment: expected a bool or an AugmentConfig, got {type(augment).__name__}")
+    try:
+        num_objects = len(dataset)
+    except TypeError:
+        raise TypeError(f"dataset: expected a sized dataset, got {type(dataset).__name__}") from None
+    if num_objects == 0:
+        raise ValueError("dataset: expected at least one object, got an empty dataset")
+    plan = BatchPlan(num_objects, batch_size, bool(shuffle), seed, bool(drop_last), rank, world_size)
+    if backend == "torch":
+        workers = min(4, os.cpu_count() or 1) if num_workers is None else _check_int("num_workers", num_workers, 0)
+        return TorchLoader(dataset, plan, num_points, augment, seed, device, workers)
+    if backend == "device":
+        return DeviceLoader(dataset, plan, num_points, augment, seed, device)
+    from .dali_loader import DaliLoader
+
+    return DaliLoader(dataset, plan, num_points, augment, seed, device)
