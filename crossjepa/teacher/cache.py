@@ -1,0 +1,405 @@
+"""The teacher-embedding cache: build (resumable), verify, open (memory-mapped).
+
+Layout of a finished cache directory (format version 1):
+  embeddings.npy  float16 [objects, views, dim]      teacher embedding of every (object, view)
+  poses.npy       float32 [objects, views, 4, 4]     camera-to-world pose of every view
+  histograms.npy  float32 [objects, views, 3*bins]   per-view colour histogram (foreground pixels)
+  stats.npy       float32 [2, dim]                   per-dimension target mean (row 0) and std (row 1)
+  meta.json       teacher, views, dataset, shapes, sha256 of every chunk of `chunk_size` objects per file
+All .npy files are standard (numpy.load(..., mmap_mode="r") reads them zero-copy).
+
+A build works in `<out>.partial/` beside the output: the .npy files are preallocated there, chunks of
+objects are computed in a fixed order with a fixed batch composition, and after each chunk is flushed its
+index is added to `progress.json` (rewritten atomically). Stats and checksums are computed from the files
+at the end, meta.json is written, and the directory is renamed to `<out>`. A build killed at any moment
+and resumed recomputes only unrecorded chunks, so it ends with the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from crossjepa import render
+
+from .views import RenderedViews, describe_view_source, read_view_batch
+
+__all__ = ["CacheCorruptError", "TeacherCache", "build_cache", "open_cache", "verify_cache", "FORMAT_VERSION"]
+
+_log = logging.getLogger(__name__)
+FORMAT = "crossjepa-teacher-cache"
+FORMAT_VERSION = 1
+META, STATS, BUILD, PROGRESS = "meta.json", "stats.npy", "build.json", "progress.json"
+ARRAYS = ("embeddings.npy", "poses.npy", "histograms.npy")  # chunked along objects, checksummed per chunk
+STD_FLOOR = 1e-6
+_IDENTITY_KEYS = ("format_version", "teacher", "views", "dataset", "histogram_bins")
+
+
+class CacheCorruptError(ValueError):
+    """A cache file does not match its recorded checksum; ``chunk`` is None for whole-file checks."""
+
+    def __init__(self, message: str, file: str, chunk: int | None = None):
+        super().__init__(message)
+        self.file, self.chunk = file, chunk
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def _chunks(num_objects: int, chunk_size: int):
+    return [(k, s, min(s + chunk_size, num_objects)) for k, s in enumerate(range(0, num_objects, chunk_size))]
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = [k for k in _IDENTITY_KEYS if old.get(k) != new.get(k)]
+    parts = []
+    for key in keys:
+        if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+            sub = sorted(k for k in set(old[key]) | set(new[key]) if old[key].get(k) != new[key].get(k))
+            parts.append(f"{key} ({', '.join(sub)})")
+        else:
+            parts.append(key)
+    return ", ".join(parts) or "settings"
+
+
+def _identity(dataset, teacher, source, num_views: int, bins: int) -> dict:
+    fingerprint = getattr(dataset, "fingerprint", None)
+    if not callable(fingerprint):
+        raise TypeError("dataset: expected a dataset with a fingerprint() method")
+    return _jsonable({
+        "format_version": FORMAT_VERSION,
+        "teacher": {"name": teacher.name, "weights_id": teacher.weights_id, "params_sha256": teacher.params_sha256,
+                    "pooling": teacher.pooling, "image_size": teacher.image_size, "dim": teacher.embed_dim},
+        "views": {**describe_view_source(source), "num_views": num_views},
+        "dataset": {"fingerprint": str(fingerprint()), "num_objects": len(dataset)},
+        "histogram_bins": bins,
+    })
+
+
+def _shapes(identity: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+    o, v = identity["dataset"]["num_objects"], identity["views"]["num_views"]
+    d, b = identity["teacher"]["dim"], identity["histogram_bins"]
+    return {"embeddings.npy": ("float16", (o, v, d)), "poses.npy": ("float32", (o, v, 4, 4)),
+            "histograms.npy": ("float32", (o, v, 3 * b)), STATS: ("float32", (2, d))}
+
+
+def _open_arrays(directory: Path, identity: dict, mode: str) -> dict[str, np.memmap]:
+    shapes = _shapes(identity)
+    return {name: np.lib.format.open_memmap(directory / name, mode=mode, dtype=shapes[name][0],
+                                            shape=shapes[name][1] if mode == "w+" else None)
+            for name in ARRAYS}
+
+
+def _start_build(partial: Path, identity: dict, chunk_size: int, batch_size: int, device: str) -> dict:
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    for array in _open_arrays(partial, identity, "w+").values():
+        array.flush()
+    state = {"identity": identity, "chunk_size": chunk_size, "batch_size": batch_size, "device": device}
+    _write_json(partial / PROGRESS, {"done": []})
+    _write_json(partial / BUILD, state)  # last: a partial dir without build.json is started again
+    return state
+
+
+def _compute_chunk(arrays, source, teacher, start: int, stop: int, per_batch: int, num_views: int, bins: int,
+                   bar) -> None:
+    for s in range(start, stop, per_batch):
+        indices = list(range(s, min(s + per_batch, stop)))
+        images, poses, masks = read_view_batch(source, indices, num_views)
+        hist = render.color_histogram(images, masks.to(images.device), bins=bins)
+        emb = teacher(images.reshape(-1, *images.shape[2:])).to("cpu", torch.float16)
+        if not torch.isfinite(emb).all():
+            raise FloatingPointError(f"teacher: non-finite (or beyond float16 range) embeddings for objects "
+                                     f"{indices[0]}..{indices[-1]}")
+        arrays["embeddings.npy"][s:s + len(indices)] = emb.reshape(len(indices), num_views, -1).numpy()
+        arrays["poses.npy"][s:s + len(indices)] = poses.numpy()
+        arrays["histograms.npy"][s:s + len(indices)] = hist.to("cpu", torch.float32).numpy()
+        bar.update(len(indices) * num_views)
+
+
+def _finish(partial: Path, state: dict, teacher) -> None:
+    identity, chunk_size = state["identity"], state["chunk_size"]
+    arrays = {name: np.load(partial / name, mmap_mode="r") for name in ARRAYS}
+    emb = arrays["embeddings.npy"]
+    total, total_sq = np.zeros(emb.shape[-1]), np.zeros(emb.shape[-1])
+    chunks = _chunks(emb.shape[0], chunk_size)
+    sums = {name: [] for name in ARRAYS}
+    for _, s, e in chunks:
+        block = emb[s:e].astype(np.float64).reshape(-1, emb.shape[-1])
+        total += block.sum(0)
+        total_sq += (block * block).sum(0)
+        for name in ARRAYS:
+            sums[name].append(_sha256(arrays[name][s:e]))
+    count = emb.shape[0] * emb.shape[1]
+    mean = total / count
+    std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0)), STD_FLOOR)
+    stats_tmp = partial / ("stats.tmp.npy")
+    np.save(stats_tmp, np.stack([mean, std]).astype(np.float32))
+    os.replace(stats_tmp, partial / STATS)
+    meta = {
+        "format": FORMAT, **identity,
+        "num_objects": emb.shape[0], "num_views": emb.shape[1], "dim": emb.shape[2],
+        "files": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in _shapes(identity).items()},
+        "chunk_size": chunk_size,
+        "chunks": sums,
+        "stats": {"file": STATS, "rows": ["mean", "std"], "std_floor": STD_FLOOR,
+                  "sha256": hashlib.sha256((partial / STATS).read_bytes()).hexdigest()},
+        "teacher_input": {"mean": teacher.mean.flatten().tolist(), "std": teacher.std.flatten().tolist()},
+        "build": {"batch_size": state["batch_size"], "device": state["device"]},
+    }
+    _write_json(partial / META, meta)
+
+
+def _publish(partial: Path, out: Path) -> None:
+    # Drop bookkeeping and temp files a kill may have left; build.json last, so that a finished partial
+    # stays recognisable until the rename.
+    keep = set(ARRAYS) | {STATS, META, BUILD}
+    for entry in partial.iterdir():
+        if entry.name not in keep:
+            entry.unlink()
+    (partial / BUILD).unlink(missing_ok=True)
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+    os.replace(partial, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _same(meta, identity: dict) -> bool:
+    return isinstance(meta, dict) and {k: meta.get(k) for k in _IDENTITY_KEYS} == identity
+
+
+def _check_out_dir(out: Path, identity: dict, overwrite: bool) -> bool:
+    """True if ``out`` already holds this cache; raise if it holds something that must not be replaced."""
+    if not (out / META).is_file():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"out_dir: {out} exists and is not a teacher cache; choose another directory")
+        return False
+    meta = _read_json(out / META)
+    if _same(meta, identity):
+        return True
+    if not overwrite:
+        what = f"a different {_diff(meta, identity)}" if isinstance(meta, dict) else f"an unreadable {META}"
+        raise ValueError(f"out_dir: {out} holds a finished cache with {what}; pass overwrite=True to replace it")
+    return False
+
+
+def _resume_state(partial: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
+    """The recorded state of an unfinished build of the same settings, if it is to be continued."""
+    if not partial.is_dir():
+        return None
+    state = _read_json(partial / BUILD)
+    finished = _read_json(partial / META)
+    if state is None and _same(finished, identity):  # killed while publishing: build.json already gone
+        state = {"identity": identity, "chunk_size": finished["chunk_size"], **finished["build"]}
+    if not isinstance(state, dict) or not {"identity", "chunk_size", "batch_size", "device"} <= set(state):
+        return None
+    if state["identity"] != identity:
+        if resume and not overwrite:
+            raise ValueError(f"resume: {partial} is an unfinished build with a different "
+                             f"{_diff(state['identity'], identity)}; pass overwrite=True to discard it")
+        return None
+    if not resume:
+        _log.info("teacher cache: discarding the unfinished build in %s (resume=False)", partial)
+        return None
+    return state
+
+
+def _run_chunks(partial: Path, state: dict, source, teacher, num_objects: int, num_views: int, bins: int,
+                progress: bool, on_chunk) -> None:
+    done = set((_read_json(partial / PROGRESS) or {}).get("done", []))
+    chunks = _chunks(num_objects, state["chunk_size"])
+    per_batch = max(1, state["batch_size"] // num_views)
+    arrays = _open_arrays(partial, state["identity"], "r+")
+    finished = sum(e - s for k, s, e in chunks if k in done)
+    _log.info("teacher cache: %d objects x %d views, %d/%d chunks done", num_objects, num_views, len(done),
+              len(chunks))
+    with tqdm(total=num_objects * num_views, initial=finished * num_views, unit="img", desc="teacher cache",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for k, s, e in chunks:
+            if k in done:
+                continue
+            _compute_chunk(arrays, source, teacher, s, e, per_batch, num_views, bins, bar)
+            for array in arrays.values():
+                array.flush()
+            done.add(k)
+            _write_json(partial / PROGRESS, {"done": sorted(done)})
+            if on_chunk is not None:
+                on_chunk(k, len(chunks))
+
+
+def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=None, batch_size: int = 64,
+                chunk_size: int = 64, bins: int = 8, resume: bool = False, overwrite: bool = False,
+                progress: bool = True, on_chunk=None) -> Path:
+    """Embed every (object, view) of ``dataset`` with ``teacher`` into a cache at ``out_dir``; returns its path.
+
+    ``view_source`` (default: ``RenderedViews`` of the dataset at the teacher's resolution) gives images and
+    poses per batch of object indices (see crossjepa.teacher.views); its own ``num_views`` attribute, if it
+    has one, overrides ``num_views``. ``batch_size`` counts images (whole objects per batch). With
+    ``resume`` an unfinished build of the same settings continues (its recorded chunk and batch sizes are
+    kept so the bytes match); without it, it starts over. A finished cache with the same settings is left as
+    it is ("already complete"); one with other settings is replaced only with ``overwrite``.
+    ``on_chunk(index, count)`` is called after each chunk is recorded.
+    """
+    for arg, value in (("num_views", num_views), ("batch_size", batch_size), ("chunk_size", chunk_size),
+                       ("bins", bins)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{arg}: expected a positive int, got {value!r}")
+    if len(dataset) == 0:
+        raise ValueError("dataset: expected at least one object, got an empty dataset")
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    if view_source is None:
+        view_source = RenderedViews(dataset, num_views, teacher.image_size, device=teacher.device)
+    num_views = getattr(view_source, "num_views", num_views)
+    identity = _identity(dataset, teacher, view_source, num_views, bins)
+    if _check_out_dir(out, identity, overwrite):
+        _log.info("teacher cache %s: already complete", out)
+        return out
+
+    state = _resume_state(partial, identity, resume, overwrite)
+    if state is None:
+        state = _start_build(partial, identity, chunk_size, batch_size, teacher.device.type)
+    elif state["device"] != teacher.device.type:
+        _log.warning("teacher cache: resuming on %s a build started on %s; the embeddings of the remaining "
+                     "chunks will differ slightly from an uninterrupted build", teacher.device.type, state["device"])
+    if (state["chunk_size"], state["batch_size"]) != (chunk_size, batch_size):
+        _log.info("teacher cache: resuming with the build's chunk_size=%d, batch_size=%d", state["chunk_size"],
+                  state["batch_size"])
+    if not (partial / META).is_file():
+        _run_chunks(partial, state, view_source, teacher, len(dataset), num_views, bins, progress, on_chunk)
+        _finish(partial, state, teacher)
+    _publish(partial, out)
+    _log.info("teacher cache %s: complete", out)
+    return out
+
+
+class TeacherCache:
+    """A finished cache, memory-mapped read-only. Pickles by path (workers re-open the files)."""
+
+    def __init__(self, path: Path, meta: dict, arrays: dict[str, np.ndarray], stats: np.ndarray):
+        self.path, self.meta = path, meta
+        self.embeddings = arrays["embeddings.npy"]
+        self.poses = arrays["poses.npy"]
+        self.histograms = arrays["histograms.npy"]
+        self.target_mean = np.array(stats[0], dtype=np.float32)
+        self.target_std = np.array(stats[1], dtype=np.float32)
+
+    @property
+    def num_objects(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def num_views(self) -> int:
+        return self.embeddings.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[2]
+
+    def __len__(self) -> int:
+        return self.num_objects
+
+    def __reduce__(self):
+        return open_cache, (str(self.path),)
+
+    def __repr__(self) -> str:
+        return (f"TeacherCache({str(self.path)!r}, objects={self.num_objects}, views={self.num_views}, "
+                f"dim={self.dim}, teacher={self.meta['teacher']['name']!r})")
+
+    def check_dataset(self, dataset) -> None:
+        """Raise ValueError unless ``dataset`` is the one this cache was built from."""
+        fingerprint = str(dataset.fingerprint())
+        if fingerprint != self.meta["dataset"]["fingerprint"] or len(dataset) != self.num_objects:
+            raise ValueError(f"cache: {self.path} was built for dataset {self.meta['dataset']['fingerprint']} "
+                             f"({self.num_objects} objects), not {fingerprint} ({len(dataset)} objects)")
+
+
+def open_cache(cache_dir) -> TeacherCache:
+    """Open a finished cache (checks format and shapes; reads no payload)."""
+    path = Path(cache_dir)
+    if not (path / META).is_file() and path.with_name(path.name + ".partial").is_dir():
+        raise ValueError(f"cache: {path} is not finished; build it again with resume to complete it")
+    if not path.is_dir():
+        raise FileNotFoundError(f"cache: no such directory {path}")
+    if not (path / META).is_file():
+        raise ValueError(f"cache: {path} is not a teacher cache (no {META})")
+    meta = _read_json(path / META)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"cache: {path / META} is not a crossjepa teacher-cache meta file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"cache: {path} has format version {meta.get('format_version')!r}, "
+                         f"this crossjepa reads version {FORMAT_VERSION}")
+    if not meta.get("num_objects") or not meta.get("num_views"):
+        raise ValueError(f"cache: {path} is empty ({meta.get('num_objects')} objects, "
+                         f"{meta.get('num_views')} views)")
+    try:
+        shapes = _shapes(meta)
+        chunk_size, chunks, stats_sha = meta["chunk_size"], meta["chunks"], meta["stats"]["sha256"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"cache: {path / META} is incomplete (missing {exc})") from exc
+    if not isinstance(chunk_size, int) or chunk_size < 1 or not isinstance(chunks, dict) or not stats_sha:
+        raise ValueError(f"cache: {path / META} has no valid chunk checksums")
+    arrays = {}
+    for name, (dtype, shape) in shapes.items():
+        try:
+            arrays[name] = np.load(path / name, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cache: cannot read {path / name} ({exc})") from exc
+        got = (str(arrays[name].dtype), tuple(arrays[name].shape))
+        if got != (dtype, shape):
+            raise ValueError(f"cache: {path / name} is {got[0]} {list(got[1])}, meta.json says {dtype} {list(shape)}")
+    return TeacherCache(path, meta, arrays, arrays.pop(STATS))
+
+
+def verify_cache(cache_dir) -> None:
+    """Recompute every checksum; raise CacheCorruptError naming the first bad chunk and its file."""
+    cache = open_cache(cache_dir)
+    arrays = {"embeddings.npy": cache.embeddings, "poses.npy": cache.poses, "histograms.npy": cache.histograms}
+    chunks = _chunks(cache.num_objects, cache.meta["chunk_size"])
+    recorded = cache.meta["chunks"]
+    for k, s, e in chunks:
+        for name in ARRAYS:
+            expected = recorded[name][k] if k < len(recorded.get(name, [])) else None
+            if _sha256(arrays[name][s:e]) != expected:
+                raise CacheCorruptError(f"cache: {cache.path / name} chunk {k} (objects {s}..{e - 1}) "
+                                        f"fails its checksum", name, k)
+    if hashlib.sha256((cache.path / STATS).read_bytes()).hexdigest() != cache.meta["stats"]["sha256"]:
+        raise CacheCorruptError(f"cache: {cache.path / STATS} fails its checksum", STATS)

@@ -1,0 +1,221 @@
+"""The frozen image teacher: any timm model, images in [0, 1] -> one embedding per image."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .torchvision_stub import ensure_torchvision
+
+__all__ = ["POOLINGS", "Teacher", "load_teacher", "file_sha256"]
+
+_log = logging.getLogger(__name__)
+POOLINGS = ("cls", "mean", "both")
+_NESTED_KEYS = ("state_dict", "model")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _import_timm():
+    ensure_torchvision()
+    try:
+        import timm
+    except ModuleNotFoundError as exc:
+        if exc.name == "timm":
+            raise ModuleNotFoundError(
+                "the teacher needs timm, which is not installed: pip install --no-deps timm") from None
+        raise
+    return timm
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+class Teacher(nn.Module):
+    """A frozen timm model in eval mode. ``forward(images (N,3,H,W) in [0,1]) -> (N, embed_dim) float32``.
+
+    Images are resized to ``image_size`` if needed and normalised with the model's pretrained mean/std.
+    Pooling: "cls" = the model's pooled pre-logits output (the CLS token for ViTs), "mean" = mean of the
+    patch tokens (spatial mean for CNNs), "both" = their concatenation.
+    """
+
+    def __init__(self, model: nn.Module, name: str, weights_id: str, pooling: str, image_size: int):
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.weights_id = weights_id
+        self.pooling = pooling
+        self.image_size = image_size
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+        self._params_sha256 = None
+        probe = torch.full((1, 3, image_size, image_size), 0.5)  # not random: leaves the global RNG alone
+        self.embed_dim = int(self(probe).shape[1])
+
+    def train(self, mode: bool = True) -> "Teacher":
+        return super().train(False)  # frozen: stays in eval mode whatever a parent module asks
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @property
+    def params_sha256(self) -> str:
+        """sha256 of all parameters and buffers (names, dtypes, shapes, bytes): identifies the weights."""
+        if self._params_sha256 is None:
+            digest = hashlib.sha256()
+            for key, tensor in self.model.state_dict().items():
+                digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._params_sha256 = digest.hexdigest()
+        return self._params_sha256
+
+    def _patch_mean(self, feats: torch.Tensor) -> torch.Tensor:
+        if feats.ndim == 3:
+            return feats[:, getattr(self.model, "num_prefix_tokens", 0):].mean(dim=1)
+        channels_last = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
+        return feats.mean(dim=(1, 2) if channels_last else (2, 3))
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images: expected a tensor (N, 3, H, W) with values in [0, 1], got {got}")
+        x = images.to(self.device, torch.float32)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        x = (x - self.mean) / self.std
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
+            feats = self.model.forward_features(x)
+            if self.pooling == "mean":
+                out = self._patch_mean(feats)
+            else:
+                out = self.model.forward_head(feats, pre_logits=True)
+                if self.pooling == "both":
+                    out = torch.cat([out, self._patch_mean(feats)], dim=1)
+        return out.float()
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher weights: no such file {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".pth", ".pt"):
+        raise ValueError(f"teacher weights: expected a .safetensors, .pth or .pt file, got {path}")
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any reader failure means the same thing to the user: unreadable file
+        raise ValueError(f"teacher weights: cannot read {path} ({_first_line(exc)})") from exc
+    while isinstance(state, dict) and any(isinstance(state.get(k), dict) for k in _NESTED_KEYS):
+        state = next(state[k] for k in _NESTED_KEYS if isinstance(state.get(k), dict))
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"teacher weights: {path} does not hold a state dict (name -> tensor)")
+    cleaned = {}
+    for key, value in state.items():
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        cleaned[key] = value
+    return cleaned
+
+
+def _load_weights(model: nn.Module, name: str, path: Path) -> None:
+    state = _read_state_dict(path)
+    # timm's per-architecture converter (original DINOv2/CLIP layouts, position-embedding resampling).
+    convert = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if convert is not None:
+        try:
+            state = convert(state, model)
+        except Exception as exc:  # converters fail in many ways on foreign files; all mean "wrong file"
+            raise ValueError(f"teacher weights: {path} does not fit timm model {name!r} ({_first_line(exc)})") from exc
+    classifiers = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    state = {k: v for k, v in state.items() if not any(k.startswith(c + ".") for c in classifiers)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"teacher weights: {path} does not fit timm model {name!r} ({_first_line(exc)})") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"teacher weights: {path} does not fit timm model {name!r}: "
+            f"{len(result.missing_keys)} missing keys {result.missing_keys[:3]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:3]}")
+
+
+def _create(timm, name: str, image_size: int, pretrained: bool) -> nn.Module:
+    kwargs = dict(pretrained=pretrained, num_classes=0)
+    try:
+        return timm.create_model(name, img_size=image_size, **kwargs)
+    except TypeError as exc:
+        if "img_size" not in str(exc):
+            raise
+        return timm.create_model(name, **kwargs)  # models without a fixed input size (CNNs)
+
+
+def load_teacher(name: str = "vit_base_patch14_dinov2", weights: str | Path | None = None,
+                 random_init: bool = False, pooling: str = "cls", image_size: int = 224,
+                 device: str | torch.device = "cpu", seed: int = 0) -> Teacher:
+    """Build a frozen teacher from a timm model name.
+
+    Weights: ``weights`` (a local .safetensors/.pth/.pt state dict, possibly nested under "model" or
+    "state_dict"), else timm's pretrained download, else -- only with ``random_init=True`` -- a random
+    initialisation drawn from ``seed`` (deterministic, so a resumed cache build gets the same teacher).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name: expected a timm model name, got {name!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    if weights is not None and random_init:
+        raise ValueError("weights: expected no weights file together with random_init=True")
+    timm = _import_timm()
+    if not timm.is_model(name):
+        raise ValueError(f"name: unknown timm model {name!r}")
+
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _create(timm, name, image_size, pretrained=False)
+        weights_id = "random-init"
+        _log.warning("TEACHER %s IS RANDOMLY INITIALISED (random_init=True, seed=%d): its embeddings carry no "
+                     "pretrained knowledge; recorded as weights_id='random-init'", name, seed)
+    elif weights is not None:
+        path = Path(weights)
+        model = _create(timm, name, image_size, pretrained=False)
+        _load_weights(model, name, path)
+        weights_id = file_sha256(path)
+        _log.info("teacher %s: weights from %s (sha256 %s)", name, path, weights_id[:12])
+    else:
+        try:
+            model = _create(timm, name, image_size, pretrained=True)
+        except Exception as exc:  # network, hub and missing-tag failures all need the same advice
+            raise RuntimeError(
+                f"teacher {name!r}: could not get timm's pretrained weights ({_first_line(exc)}); "
+                "pass a local weights file or random_init=True") from exc
+        weights_id = "timm-pretrained"
+        _log.info("teacher %s: timm pretrained weights", name)
+    return Teacher(model, name, weights_id, pooling, image_size).to(device)
