@@ -1,0 +1,133 @@
+"""What our fast paths are measured against, and the synthetic batches every benchmark feeds.
+
+- `as_reference(model)`: the same model (a copy, same weights) running what a straightforward port would: the
+  plain-torch *_reference point ops and torch SDPA attention; the bench runs it in fp32 eager and, on a GPU,
+  under torch.compile in bf16.
+- `point_mae_tokenizer(tokenizer)`: the tokenizer as Point-MAE groups points: pointnet2_ops FPS when
+  importable (the torch reference FPS otherwise, and the row says so), `torch.cdist` + `topk` kNN.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from ..models.layers import Attention
+from ..models.tokenizer import Tokenizer
+from ..ops import farthest_point_sample_reference, group_reference
+from ..render import random_poses
+
+
+def pointnet2_fps():
+    """(pointnet2_ops' furthest_point_sample or None, why not)."""
+    try:
+        from pointnet2_ops import pointnet2_utils
+    except ImportError:
+        return None, "pointnet2_ops not installed"
+    return pointnet2_utils.furthest_point_sample, ""
+
+
+def cdist_knn(queries: torch.Tensor, points: torch.Tensor, k: int):
+    """kNN the way most point-transformer code does it: all distances, then topk -> (dists, idx)."""
+    return torch.cdist(queries.float(), points.float()).topk(k, dim=-1, largest=False, sorted=True)
+
+
+def cdist_group(points: torch.Tensor, centers: torch.Tensor, k: int):
+    """Neighbourhoods (B, M, k, 3) centred on their centers, by cdist + topk + gather."""
+    b, m = centers.shape[:2]
+    _, idx = cdist_knn(centers, points, k)
+    picked = points.gather(1, idx.reshape(b, m * k, 1).expand(-1, -1, 3)).reshape(b, m, k, 3)
+    return picked - centers.unsqueeze(2), idx
+
+
+def _fps_start(tokenizer: Tokenizer):
+    return "random" if tokenizer.cfg.fps_start == "random" else 0
+
+
+class ReferenceTokenizer(Tokenizer):
+    """The tokenizer on the plain-torch reference ops."""
+
+    def group(self, points, generator=None):
+        with torch.no_grad():
+            idx = farthest_point_sample_reference(points, self.cfg.num_groups, _fps_start(self), generator=generator)
+        centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
+        return centers, group_reference(points, centers, self.cfg.group_size)[0]
+
+
+class PointMAETokenizer(Tokenizer):
+    """Point-MAE's grouping: pointnet2_ops FPS (CUDA) when importable, cdist + topk kNN."""
+
+    def group(self, points, generator=None):
+        fps, _ = pointnet2_fps()
+        with torch.no_grad():
+            if fps is not None and points.is_cuda:
+                idx = fps(points.float().contiguous(), self.cfg.num_groups).long()
+            else:
+                idx = farthest_point_sample_reference(points, self.cfg.num_groups, _fps_start(self),
+                                                      generator=generator)
+        centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
+        return centers, cdist_group(points, centers, self.cfg.group_size)[0]
+
+
+def point_mae_backend(device: torch.device) -> str:
+    fps, _ = pointnet2_fps()
+    return "pointnet2_ops+cdist" if fps is not None and device.type == "cuda" else "torch-ref-fps+cdist"
+
+
+class SdpaAttention(Attention):
+    """Attention straight on torch SDPA (no dispatcher, no Triton)."""
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
+
+
+def _swap(module: torch.nn.Module, swaps: dict) -> torch.nn.Module:
+    """A deep copy of module whose submodules of an exact class in `swaps` get the replacement class (same
+    parameters and buffers: the replacements only override methods)."""
+    out = copy.deepcopy(module)
+    for sub in out.modules():
+        if type(sub) in swaps:
+            sub.__class__ = swaps[type(sub)]
+    return out
+
+
+def as_reference(model: torch.nn.Module) -> torch.nn.Module:
+    return _swap(model, {Tokenizer: ReferenceTokenizer, Attention: SdpaAttention})
+
+
+def reference_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    return _swap(tokenizer, {Tokenizer: ReferenceTokenizer})
+
+
+def point_mae_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    return _swap(tokenizer, {Tokenizer: PointMAETokenizer})
+
+
+def random_clouds(batch: int, num_points: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, P, 3) points uniform in the unit ball (the datasets' normalisation), float32 on the CPU."""
+    direction = F.normalize(torch.randn(batch, num_points, 3, generator=generator), dim=-1)
+    return direction * torch.rand(batch, num_points, 1, generator=generator) ** (1 / 3)
+
+
+def synthetic_batch(model, batch: int, views: int, device, generator: torch.Generator,
+                    num_points: int | None = None) -> dict:
+    """One training step's inputs for `model` (a CrossJEPA): random clouds, random cameras, random colour
+    histograms and random standardised teacher targets (the loss needs no real teacher to be timed)."""
+    cfg = model.config
+    num_points = num_points or cfg.tokenizer.num_points
+    bins = cfg.condition.histogram_bins
+    hist = torch.rand(batch, views, 3, bins, generator=generator)
+    target = torch.randn(batch, views, cfg.teacher_dim, generator=generator)
+    batch_inputs = {
+        "points": random_clouds(batch, num_points, generator),
+        "target": target,
+        "poses": random_poses(batch * views, generator).reshape(batch, views, 4, 4),
+        "histograms": (hist / hist.sum(-1, keepdim=True)).reshape(batch, views, 3 * bins),
+        "mean": target.mean(dim=(0, 1)),
+        "std": target.std(dim=(0, 1)),
+    }
+    return {k: v.to(device) for k, v in batch_inputs.items()}

@@ -1,0 +1,363 @@
+"""The benchmark suites behind `crossjepa bench` and benchmarks/bench_*.py.
+
+A suite yields `Case`s: what is timed (a factory that builds the inputs and returns the function to call),
+its shape, backend and work per call, and the references it is compared with. `run_suite` times each case
+with crossjepa.perf.timing.measure, one at a time (each case's model and inputs are freed before the next is
+built), and returns one row per case:
+  {suite, name, impl, shape, backend, median_ms, min_ms, max_ms, repeats, throughput, unit, peak_mem_mb,
+   mem_kind, ratio_vs, ratio, ratios, note}
+ratio = reference median / this median (> 1: faster than the reference); ratios holds it for every
+reference of the row. A case that cannot run here keeps null timings and says why in note.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import itertools
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .. import ops
+from ..models import build
+from . import references as refs
+from .timing import measure
+
+
+@dataclass
+class Case:
+    name: str
+    impl: str
+    shape: str
+    backend: str
+    items: float  # work per call, counted in `unit` (objects, clouds, images)
+    unit: str
+    build: Callable[[], Callable[[], object]] | None  # None: cannot run here, `note` says why
+    references: tuple[str, ...] = ()
+    note: str = ""
+    optional: bool = False  # a failure becomes a note on the row instead of stopping the suite
+    repeats: tuple[int, int] | None = None  # (warmup, repeats) when not the suite's default
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    quick: bool
+    workdir: Path
+    warmup: int = field(init=False)
+    repeats: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.warmup, self.repeats = (1, 2) if self.quick else ((3, 10) if self.cuda else (1, 5))
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def _returning(fn):
+    return lambda: fn
+
+
+def first_line(err: BaseException) -> str:
+    """'ErrorType: first line of the message', for a row's note."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+# ------------------------------------------------------------------------------------------------ ops
+
+
+def ops_cases(s: Settings) -> Iterator[Case]:
+    b, n, m, k = (2, 256, 16, 8) if s.quick else ((512 if s.cuda else 32), 1024, 64, 32)
+    points = refs.random_clouds(b, n, torch.Generator().manual_seed(0)).to(s.device)
+    centers = points[:, :m].contiguous()
+    shape, dev = f"B={b} N={n} M={m} k={k}", s.device
+
+    yield Case("fps", "crossjepa", shape, ops.backend("farthest_point_sample", dev), b, "clouds/s",
+               _returning(lambda: ops.farthest_point_sample(points, m)), ("torch reference", "pointnet2_ops"))
+    yield Case("fps", "torch reference", shape, "torch", b, "clouds/s",
+               _returning(lambda: ops.farthest_point_sample_reference(points, m)))
+    fps, why = refs.pointnet2_fps()
+    if fps is not None and not s.cuda:
+        fps, why = None, "pointnet2_ops runs on CUDA only"
+    yield Case("fps", "pointnet2_ops", shape, "pointnet2_ops", b, "clouds/s",
+               None if fps is None else _returning(lambda: fps(points, m)), note=why)
+
+    for name, ours, ref, peer in (
+            ("knn", lambda: ops.knn(centers, points, k), lambda: ops.knn_reference(centers, points, k),
+             lambda: refs.cdist_knn(centers, points, k)),
+            ("group", lambda: ops.group(points, centers, k), lambda: ops.group_reference(points, centers, k),
+             lambda: refs.cdist_group(points, centers, k))):
+        yield Case(name, "crossjepa", shape, ops.backend(name, dev), b, "clouds/s", _returning(ours),
+                   ("torch reference", "cdist+topk"))
+        yield Case(name, "torch reference", shape, "torch", b, "clouds/s", _returning(ref))
+        yield Case(name, "cdist+topk", shape, "torch", b, "clouds/s", _returning(peer))
+
+
+# -------------------------------------------------------------------------------------------- loaders
+
+
+class _Clouds:
+    """Clouds held in memory as a dataset (what `pack` and `build_cache` need: len, items, a fingerprint)."""
+
+    kind, classes, split, normalized = "in-memory-clouds", None, "train", True
+
+    def __init__(self, clouds: torch.Tensor):
+        self.clouds = clouds
+
+    def __len__(self) -> int:
+        return len(self.clouds)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"points": self.clouds[i], "label": i % 10}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.clouds.numpy().tobytes()).hexdigest()
+
+
+class _NpyFiles(torch.utils.data.Dataset):
+    """The baseline: one .npy file per object, np.load per item, default collate."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.load(self.paths[i]))
+
+
+def loader_cases(s: Settings) -> Iterator[Case]:
+    from ..data import make_loader
+    from ..data.loaders import BACKENDS
+    from ..data.packed import PackedDataset, pack
+
+    objects, size, batch = (32, 256, 8) if s.quick else (8192, 1024, 512)
+    workers = 0 if s.quick else min(4, os.cpu_count() or 1)  # quick: no worker processes on a busy CI machine
+    clouds = refs.random_clouds(objects, size, torch.Generator().manual_seed(0))
+    packed = PackedDataset(pack(_Clouds(clouds), s.workdir / "packed", num_points=size, progress=False))
+    files = s.workdir / "files"
+    files.mkdir()
+    paths = [files / f"{i:06d}.npy" for i in range(objects)]
+    for path, cloud in zip(paths, clouds.numpy()):
+        np.save(path, cloud)
+    shape = f"{objects} objects x {size} pts, batch {batch}, {workers} workers"
+
+    def per_file():
+        loader = torch.utils.data.DataLoader(_NpyFiles(paths), batch_size=batch, shuffle=True,
+                                             num_workers=workers, pin_memory=s.cuda)
+
+        def epoch():
+            for x in loader:
+                x.to(s.device, non_blocking=True)
+        return epoch
+
+    yield Case("loader epoch", "per-file np.load", shape, "torch DataLoader", objects, "objects/s", per_file,
+               note="no augmentation")
+    for backend in BACKENDS:
+        def packed_epoch(backend=backend):
+            loader = make_loader(packed, batch, backend=backend, shuffle=True, augment=True, num_points=size,
+                                 device=s.device, num_workers=workers)
+
+            def epoch():
+                for _ in loader:
+                    pass
+            return epoch
+        yield Case("loader epoch", f"packed {backend}", shape, backend, objects, "objects/s", packed_epoch,
+                   ("per-file np.load",), note="augmented (subset, rotation, jitter)", optional=backend == "dali")
+
+
+# ---------------------------------------------------------------------------------------- train step
+
+
+def train_shape(device: torch.device, quick: bool) -> tuple[str, int, int, int | None]:
+    """(preset, objects per step, views per object, points per object or None for the preset's)."""
+    if quick:
+        return "tiny", 2, 2, 256
+    return ("default", 512, 4, None) if device.type == "cuda" else ("default", 16, 4, None)
+
+
+def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: bool):
+    def factory():
+        from ..train.config import TrainConfig
+        from ..train.pretrain import build_optimizer
+        from ..train.step import TrainStep
+
+        model = (refs.as_reference(base) if reference else copy.deepcopy(base)).to(device)
+        if reference:  # what a straightforward port would use: stock AdamW, no fusing, no schedule
+            opt, sched = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05), None
+        else:
+            opt, sched = build_optimizer(model, TrainConfig(), 10**6, device)
+        step = TrainStep(torch.compile(model) if compiled else model, opt, sched, amp=amp, device=device)
+        return lambda: step(**batch)
+    return factory
+
+
+def _tokenizer_factory(tokenizer, points, device):
+    def factory():
+        tok = tokenizer().to(device)
+
+        def fn():
+            tok.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                patches, _ = tok(points)
+            patches.float().square().mean().backward()
+        return fn
+    return factory
+
+
+def train_cases(s: Settings) -> Iterator[Case]:
+    preset, b, v, p = train_shape(s.device, s.quick)
+    torch.manual_seed(0)
+    base = build(preset)
+    p = p or base.config.tokenizer.num_points
+    batch = refs.synthetic_batch(base, b, v, s.device, torch.Generator().manual_seed(0), num_points=p)
+    shape = f"{preset} B={b} V={v} P={p}"
+    prec = "bf16" if s.cuda else "fp32"
+    ours = f"ops:{ops.backend('group', s.device)} attn:dispatch {prec}"
+    gpu_only = "GPU only"
+    eager, compiled_ref = "eager fp32 reference", "reference compile bf16"
+    yield Case("train step", "crossjepa", shape, ours, b, "objects/s",
+               _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True),
+               (eager, compiled_ref))
+    yield Case("train step", "crossjepa compiled", shape, ours + " compile", b, "objects/s",
+               _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if s.cuda else None,
+               (eager, compiled_ref), note="" if s.cuda else gpu_only, optional=True)
+    yield Case("train step", eager, shape, "ops:torch-ref attn:sdpa fp32", b, "objects/s",
+               _step_factory(base, batch, s.device, reference=True, compiled=False, amp=False))
+    yield Case("train step", compiled_ref, shape, "ops:torch-ref attn:sdpa bf16 compile", b, "objects/s",
+               _step_factory(base, batch, s.device, reference=True, compiled=True, amp=True) if s.cuda else None,
+               note="" if s.cuda else gpu_only, optional=True)
+
+    tok = base.encoder.tokenizer
+    tshape = f"{preset} B={b} P={p} G={tok.cfg.num_groups} k={tok.cfg.group_size} {prec}"
+    points = batch["points"]
+    yield Case("tokenizer fwd+bwd", "crossjepa", tshape, f"ops:{ops.backend('group', s.device)}", b, "objects/s",
+               _tokenizer_factory(lambda: copy.deepcopy(tok), points, s.device),
+               ("Point-MAE style", "torch reference"))
+    yield Case("tokenizer fwd+bwd", "Point-MAE style", tshape, refs.point_mae_backend(s.device), b, "objects/s",
+               _tokenizer_factory(lambda: refs.point_mae_tokenizer(tok), points, s.device))
+    yield Case("tokenizer fwd+bwd", "torch reference", tshape, "ops:torch-ref", b, "objects/s",
+               _tokenizer_factory(lambda: refs.reference_tokenizer(tok), points, s.device))
+
+
+# --------------------------------------------------------------------------------------- cache build
+
+
+def cache_cases(s: Settings) -> Iterator[Case]:
+    from ..data.synthetic import SyntheticShapes
+    from ..teacher import RenderedViews, build_cache, load_teacher
+
+    if s.quick:
+        name, size, objects, views, per_batch, points = "test_vit", 32, 2, 2, 4, 512
+    else:
+        name, size, views, points = "vit_base_patch14_dinov2", 224, 12, 2048
+        objects, per_batch = (256, 384) if s.cuda else (4, 24)
+    # Shapes generated once, held in memory: the timed build reads clouds as it would from a packed dataset.
+    shapes = SyntheticShapes(objects, num_points=points)
+    dataset = _Clouds(torch.stack([shapes[i]["points"] for i in range(objects)]))
+    teacher = load_teacher(name, random_init=True, image_size=size, device=s.device)
+    source = RenderedViews(dataset, views, size, device=s.device)
+    per_call = max(1, per_batch // views)
+    images = objects * views
+    shape = f"{objects} objects x {views} views, {points} pts, {size}px, {per_call * views} images/batch"
+    teacher_desc = f"{name} random-init " + ("bf16" if s.cuda else "fp32")
+    heavy = (1, 3) if s.cuda and not s.quick else (1, 2)
+
+    def render_all():
+        for start in range(0, objects, per_call):
+            source(list(range(start, min(objects, start + per_call))))
+
+    def teacher_factory():
+        batch = source(list(range(min(objects, per_call))))[0].flatten(0, 1)
+        return lambda: teacher(batch)
+
+    counter = itertools.count()
+
+    def build_factory():
+        def fn():
+            k = next(counter)
+            shutil.rmtree(s.workdir / f"cache{k - 1}", ignore_errors=True)
+            build_cache(dataset, s.workdir / f"cache{k}", teacher, num_views=views, batch_size=per_call * views,
+                        progress=False)
+        return fn
+
+    yield Case("cache: render", "crossjepa.render", shape, "splat", images, "images/s", _returning(render_all),
+               repeats=heavy)
+    yield Case("cache: teacher", teacher_desc, f"{per_call * views} images, {size}px", "timm", per_call * views,
+               "images/s", teacher_factory, repeats=heavy)
+    yield Case("cache: build", "build_cache", shape, teacher_desc, images, "images/s", build_factory,
+               note="render + histograms + teacher + write + checksums", repeats=heavy)
+
+
+SUITES: dict[str, Callable[[Settings], Iterator[Case]]] = {
+    "ops": ops_cases, "loaders": loader_cases, "train": train_cases, "cache": cache_cases}
+
+
+# ------------------------------------------------------------------------------------------- runner
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_case(suite: str, case: Case, s: Settings) -> dict:
+    row = {"suite": suite, "name": case.name, "impl": case.impl, "shape": case.shape, "backend": case.backend,
+           "median_ms": None, "min_ms": None, "max_ms": None, "repeats": 0, "throughput": None,
+           "unit": case.unit, "peak_mem_mb": None, "mem_kind": None,
+           "ratio_vs": case.references[0] if case.references else None, "ratio": None, "ratios": {},
+           "note": case.note}
+    if case.build is None:
+        return row
+    warmup, repeats = case.repeats or (s.warmup, s.repeats)
+    fn = None
+    try:
+        fn = case.build()
+        timing = measure(fn, s.device, warmup=warmup, repeats=repeats)
+    except Exception as err:  # an optional peer (DALI, torch.compile) failing here is a result, not a crash
+        if not case.optional:
+            raise
+        row["note"] = first_line(err)
+        return row
+    finally:
+        del fn
+        _release(s.device)
+    row.update(timing.summary())
+    row["throughput"] = case.items / (timing.median_ms / 1e3)
+    return row
+
+
+def add_ratios(rows: list[dict], cases: list[Case]) -> None:
+    medians = {(r["name"], r["impl"]): r["median_ms"] for r in rows}
+    for row, case in zip(rows, cases):
+        for ref in case.references:
+            theirs = medians.get((case.name, ref))
+            if theirs is not None and row["median_ms"]:
+                row["ratios"][ref] = theirs / row["median_ms"]
+        if row["ratio_vs"] is not None:
+            row["ratio"] = row["ratios"].get(row["ratio_vs"])
+
+
+def run_suite(name: str, settings: Settings, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    if name not in SUITES:
+        raise ValueError(f"--suite: unknown suite {name!r}; expected some of {', '.join(SUITES)}")
+    rows, cases = [], []
+    for case in SUITES[name](settings):
+        rows.append(run_case(name, case, settings))
+        cases.append(case)
+        if on_row is not None:
+            on_row(rows[-1])
+    add_ratios(rows, cases)
+    _release(settings.device)
+    return rows

@@ -1,0 +1,126 @@
+"""The one timer every benchmark and the profiler use.
+
+`measure(fn, device)` runs fn `warmup` times untimed, then `repeats` timed calls: CUDA events around each
+call on a GPU (nothing synchronises between calls, so a step that never syncs the host is timed as it runs in
+training), `time.perf_counter` on the CPU. Peak memory over the timed calls: `torch.cuda.max_memory_allocated`
+on a GPU, the process RSS sampled by a background thread on the CPU (torch's CPU allocator keeps no peak).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+MB = 2.0**20
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]
+    peak_mem_mb: float | None
+    mem_kind: str  # "cuda_max_allocated" | "rss_peak"
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.samples_ms)
+
+    def summary(self) -> dict:
+        return {"median_ms": self.median_ms, "min_ms": self.min_ms, "max_ms": self.max_ms,
+                "repeats": len(self.samples_ms), "peak_mem_mb": self.peak_mem_mb, "mem_kind": self.mem_kind}
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now (Linux /proc; elsewhere the lifetime peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / MB
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class MemorySampler:
+    """Samples memory every `interval_s` in a thread while active: RSS always, and CUDA allocated/reserved
+    when `device` is a GPU (allocator statistics: reading them does not synchronise the device)."""
+
+    device: torch.device = torch.device("cpu")
+    interval_s: float = 0.005
+    samples: list[tuple[float, float, float | None, float | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        alloc = reserved = None
+        if self.device.type == "cuda":
+            alloc = torch.cuda.memory_allocated(self.device) / MB
+            reserved = torch.cuda.memory_reserved(self.device) / MB
+        self.samples.append((time.perf_counter(), rss_mb(), alloc, reserved))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> "MemorySampler":
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(s[1] for s in self.samples)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
+            repeats: int = 10) -> Timing:
+    """Time `repeats` calls of fn after `warmup` untimed ones; see the module docstring."""
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"warmup, repeats: expected >= 0 and >= 1, got {warmup}, {repeats}")
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize(device)
+        samples = [start.elapsed_time(end) for start, end in events]
+        return Timing(samples, torch.cuda.max_memory_allocated(device) / MB, "cuda_max_allocated")
+    samples = []
+    with MemorySampler() as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return Timing(samples, mem.peak_rss_mb, "rss_peak")
