@@ -1,0 +1,123 @@
+"""What each `crossjepa` subcommand does, given its parsed arguments. Heavy imports stay inside the functions
+so `crossjepa --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("crossjepa")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from .train.checkpoint import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def run_demo(args) -> None:
+    from .demo import run_demo as demo
+
+    demo(Path(args.out), num_objects=args.objects, steps=args.steps, device=args.device,
+         progress=not args.quiet)
+
+
+def run_render(args) -> None:
+    import torch
+
+    from .data import open_dataset
+    from .render import render_points, save_view_grid, sphere_poses
+
+    if args.objects < 1 or args.views < 1:
+        raise ValueError("--objects/--views: expected positive numbers")
+    ds = open_dataset(args.data, split="train")
+    count = min(args.objects, len(ds))
+    points = torch.stack([ds[i]["points"] for i in range(count)])
+    views = render_points(points, sphere_poses(args.views), image_size=args.image_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = ds.classes
+    titles = [names[ds[i]["label"]] if names and ds[i]["label"] >= 0 else f"object {i}" for i in range(count)]
+    path = save_view_grid(views.image, out / "view_grid.png", titles=titles)
+    print(f"wrote {path}")
+
+
+def run_cache(args) -> None:
+    from .teacher import build_cache, load_teacher, verify_cache
+
+    if args.verify:
+        verify_cache(args.verify)
+        print(f"{args.verify}: all chunk checksums match")
+        return
+    if not args.data or not args.out:
+        raise ValueError("--data and --out are required to build a cache (or use --verify DIR)")
+    from .data import open_dataset
+    from .train.pretrain import resolve_device
+
+    device = resolve_device(args.device)
+    dataset = open_dataset(args.data, split="train", num_points=args.num_points)
+    teacher = load_teacher(args.teacher, weights=args.teacher_weights, random_init=args.teacher_random_init,
+                           pooling=args.pooling, image_size=args.image_size, device=device)
+    view_source = None
+    if args.views_dir:
+        from .data.views_on_disk import ViewsOnDisk
+
+        view_source = ViewsOnDisk(args.views_dir, dataset, image_size=teacher.image_size)
+    path = build_cache(dataset, args.out, teacher, num_views=args.views, view_source=view_source,
+                       batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet)
+    print(f"cache ready: {path}")
+
+
+def run_pretrain(args) -> None:
+    from .config_io import apply_overrides, load_yaml
+    from .train.config import TrainConfig
+    from .train.pretrain import pretrain
+
+    cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+    flags = {"data": args.data, "cache": args.cache, "out": args.out, "preset": args.preset,
+             "max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size,
+             "views_per_object": args.views_per_object, "optim.lr": args.lr,
+             "checkpoint_every": args.checkpoint_every, "seed": args.seed, "device": args.device,
+             "loader": args.loader}
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(args.set)
+    cfg = apply_overrides(cfg, overrides)
+    if args.model_set:
+        cfg = apply_overrides(cfg, [f"model_overrides={json.dumps(cfg.model_overrides + args.model_set)}"])
+    if not Path(cfg.cache).is_dir():
+        raise ValueError(f"--cache {cfg.cache}: not a directory (build it with `crossjepa cache`)")
+    path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"final weights: {path}")
+
+
+def run_probe(args) -> None:
+    from .eval.probe_run import probe_checkpoint
+
+    report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
+                           preset=args.preset, seeds=args.seeds, folds=args.folds, num_points=args.num_points,
+                           device=args.device, progress=not args.quiet)
+    _write_json(Path(args.out), report)
+    acc = report["accuracy"]
+    print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+          f"over {len(acc['per_seed'])} seeds -> {args.out}")
+
+
+def run_pack(args) -> None:
+    from .data.packed import pack
+
+    path = pack(args.src, args.out, split=args.split, num_points=args.num_points)
+    print(f"packed: {path}")
+
+
+def run_bench(args) -> None:
+    from .perf.bench import run_bench_command
+
+    run_bench_command(args)
+
+
+def run_profile(args) -> None:
+    from .perf.profile import run_profile_command
+
+    run_profile_command(args)

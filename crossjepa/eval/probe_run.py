@@ -1,0 +1,57 @@
+"""`crossjepa probe`: load (or randomly initialise) a model, probe its encoder on a dataset's splits.
+
+The protocol itself is `probe.probe_encoder`: per seed, C by k-fold CV on the TRAINING split only, accuracy on the
+test split; sources without a test split (e.g. the ModelNet10 training split alone) get nested CV.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .probe import probe_encoder
+
+
+def protocol(folds: int, seeds: int, has_test: bool) -> str:
+    return (f"linear SVM, C by {folds}-fold CV on the train split only, "
+            + ("test-split accuracy" if has_test else "nested CV accuracy (no test split)") + f", {seeds} seeds")
+
+
+def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, preset: str = "default",
+                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", progress: bool = True) -> dict:
+    """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits."""
+    from ..data import open_dataset
+    from ..models import build
+    from ..train.checkpoint import load_pretrained
+    from ..train.pretrain import resolve_device
+
+    dev = resolve_device(device)
+    if checkpoint:
+        model = load_pretrained(checkpoint, device=dev)
+        source = str(checkpoint)
+    elif random_init:
+        torch.manual_seed(0)
+        model = build(preset).to(dev)
+        source = f"random-init ({preset})"
+    else:
+        raise ValueError("--checkpoint or --random-init: expected one of them")
+    train_ds = open_dataset(data, split="train")
+    test_ds = _open_test_split(data)
+    report = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), folds=folds,
+                           num_points=num_points, progress=progress)
+    report.update({"protocol": protocol(folds, seeds, test_ds is not None), "encoder": source, "data": data,
+                   "train_objects": len(train_ds), "test_objects": None if test_ds is None else len(test_ds),
+                   "classes": getattr(train_ds, "classes", None)})
+    return report
+
+
+def _open_test_split(data: str):
+    """The test split when the source has one; None (-> nested CV) when it has none."""
+    from ..data import open_dataset
+
+    try:
+        test = open_dataset(data, split="test")
+    except ValueError as err:
+        if "split" in str(err):
+            return None
+        raise
+    return test if len(test) else None

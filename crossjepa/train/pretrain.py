@@ -1,0 +1,238 @@
+"""The CrossJEPA pretraining loop: points -> encoder (once per object) -> predictor (once per view) vs cached
+teacher embeddings. Resumable bit-exactly on CPU, runnable under torchrun."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config_io import apply_overrides, dump_yaml
+from ..data import make_loader, open_dataset
+from ..models import build
+from ..teacher import open_cache
+from .checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                         save_weights, set_rng_state)
+from .config import TrainConfig
+from .distributed import DistInfo, barrier, close_distributed, init_distributed
+from .plots import plot_loss_curve
+from .step import TrainStep
+
+log = logging.getLogger("crossjepa.pretrain")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(name)
+
+
+def build_model(cfg: TrainConfig, teacher_dim: int) -> torch.nn.Module:
+    model = build(cfg.preset, teacher_dim=teacher_dim)
+    if cfg.model_overrides:
+        model = build(config=apply_overrides(model.config, cfg.model_overrides))
+    return model
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
+    """AdamW (no decay on norms, biases and tokens) with linear warmup then cosine decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or name.endswith("token") else decay).append(p)
+    o = cfg.optim
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=device.type == "cuda")
+    warmup = max(1, int(o.warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class CacheBatcher:
+    """Slices the memory-mapped teacher cache for a batch: V' random views per object, poses rotated with the
+    points' augmentation so the condition still describes the same image."""
+
+    def __init__(self, cache, views_per_object: int, generator: torch.Generator, device: torch.device):
+        if not 1 <= views_per_object <= cache.num_views:
+            raise ValueError(f"views_per_object: expected 1..{cache.num_views} (views in the cache), "
+                             f"got {views_per_object}")
+        self.cache, self.k, self.gen, self.device = cache, views_per_object, generator, device
+        self.mean = torch.as_tensor(np.asarray(cache.target_mean), dtype=torch.float32, device=device)
+        self.std = torch.as_tensor(np.asarray(cache.target_std), dtype=torch.float32, device=device)
+
+    def __call__(self, index: torch.Tensor, rotation: torch.Tensor):
+        b, v = index.numel(), self.cache.num_views
+        views = torch.rand(b, v, generator=self.gen).argsort(dim=1)[:, : self.k]  # (B, V') distinct views
+        rows = index.cpu().numpy()
+        pick = (np.arange(b)[:, None], views.numpy())  # whole rows are read (contiguous), then V' views kept
+        emb = torch.from_numpy(np.asarray(self.cache.embeddings[rows])[pick])
+        poses = torch.from_numpy(np.asarray(self.cache.poses[rows])[pick])
+        hist = torch.from_numpy(np.asarray(self.cache.histograms[rows])[pick])
+        rot4 = torch.eye(4).repeat(b, 1, 1)
+        rot4[:, :3, :3] = rotation.cpu()
+        poses = rot4[:, None] @ poses
+        nb = self.device.type == "cuda"
+        return (emb.to(self.device, torch.float32, non_blocking=nb), poses.to(self.device, non_blocking=nb),
+                hist.to(self.device, non_blocking=nb))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """After a resume, drop lines logged past the checkpoint (they are about to be recomputed)."""
+    if path.is_file():
+        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _check_cache_matches(dataset, cache, data_spec: str) -> None:
+    if cache.num_objects != len(dataset):
+        raise ValueError(f"--cache: built for {cache.num_objects} objects but --data {data_spec} has "
+                         f"{len(dataset)} (build the cache from the same data)")
+    fingerprint = cache.meta.get("dataset_fingerprint")
+    if fingerprint is not None and fingerprint != dataset.fingerprint():
+        raise ValueError(f"--cache: built from a different dataset than --data {data_spec} (fingerprints differ)")
+
+
+def pretrain(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    device = resolve_device(cfg.device)
+    dist_info = init_distributed(device)
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _pretrain(cfg, device, dist_info, resume, progress)
+    finally:
+        close_distributed(dist_info)
+
+
+def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resume: bool, progress: bool) -> Path:
+    out = Path(cfg.out)
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if cfg.batch_size % dist_info.world_size:
+        raise ValueError(f"batch_size: {cfg.batch_size} must be divisible by the number of processes "
+                         f"({dist_info.world_size})")
+    dataset = open_dataset(cfg.data, split="train")
+    cache = open_cache(cfg.cache)
+    _check_cache_matches(dataset, cache, cfg.data)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, teacher_dim=cache.dim).to(device)
+    if dist_info.is_main:
+        from ..models import describe
+        log.info("model: %s", describe(model))
+        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+
+    if cfg.batch_size > len(dataset):
+        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(dataset)} objects)")
+    # Each rank takes its share of every global batch; "index" stays global, so it slices the cache directly.
+    loader = make_loader(dataset, cfg.batch_size // dist_info.world_size, backend=cfg.loader, shuffle=True,
+                         augment=cfg.augment, num_points=cfg.num_points or model.config.tokenizer.num_points,
+                         seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
+                         rank=dist_info.rank, world_size=dist_info.world_size)
+    steps_per_epoch = len(loader)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    if total_steps < 1:
+        raise ValueError(f"max_steps/epochs: expected at least one step, got {total_steps}")
+
+    opt, sched = build_optimizer(model, cfg, total_steps, device)
+    view_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + dist_info.rank)
+    batcher = CacheBatcher(cache, cfg.views_per_object, view_gen, device)
+    train_model = model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    step = 0
+    metrics_path = out / "metrics.jsonl"
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None and dist_info.is_main:
+        log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        view_gen.set_state(state["view_generator"][dist_info.rank])
+        step = state["step"]
+        if dist_info.is_main:
+            _truncate_metrics(metrics_path, step)
+            log.info("resumed from %s (step %d)", ckpt, step)
+    elif dist_info.is_main and metrics_path.exists():
+        metrics_path.unlink()
+
+    train_step = TrainStep(train_model, opt, sched, loss=cfg.loss, grad_clip=cfg.optim.grad_clip, amp=cfg.amp,
+                           device=device)
+    bar = tqdm(total=total_steps * cfg.batch_size, initial=step * cfg.batch_size, unit="obj", unit_scale=True,
+               disable=not (progress and dist_info.is_main), desc="pretrain", dynamic_ncols=True)
+    loss_sum = torch.zeros((), device=device)
+    seen_since_log, t_log = 0, time.perf_counter()
+    train_model.train()
+    while step < total_steps:
+        epoch, skip = divmod(step, steps_per_epoch)
+        loader.set_epoch(epoch)
+        for i, batch in enumerate(loader):
+            if i < skip:
+                continue
+            points = batch["points"].to(device, non_blocking=True)
+            target, poses, hist = batcher(batch["index"], batch["rotation"])
+            loss_sum += train_step(points, target, poses, hist, batcher.mean, batcher.std)
+            step += 1
+            seen_since_log += 1
+            bar.update(cfg.batch_size)
+            if step % cfg.log_every == 0 or step == total_steps:
+                _log_metrics(metrics_path, step, epoch, loss_sum, seen_since_log, sched, cfg, t_log, bar,
+                             dist_info)
+                loss_sum.zero_()
+                seen_since_log, t_log = 0, time.perf_counter()
+            if step % cfg.checkpoint_every == 0 or step == total_steps:
+                _checkpoint(out, step, model, opt, sched, view_gen, dist_info)
+            if step >= total_steps:
+                break
+    bar.close()
+    final = out / "model.safetensors"
+    if dist_info.is_main:
+        save_weights(model, final)
+        plot_loss_curve(metrics_path, out / "loss_curve.png")
+        log.info("final weights: %s", final)
+    barrier(dist_info)
+    return final
+
+
+def _log_metrics(path, step, epoch, loss_sum, count, sched, cfg, t_start, bar, dist_info) -> None:
+    if dist_info.enabled:
+        torch.distributed.all_reduce(loss_sum)
+        loss_sum /= dist_info.world_size
+    loss = loss_sum.item() / max(1, count)  # the only host sync: once per log interval
+    if not dist_info.is_main:
+        return
+    rate = count * cfg.batch_size / max(1e-9, time.perf_counter() - t_start)
+    record = {"step": step, "epoch": epoch, "loss": loss, "lr": sched.get_last_lr()[0], "objects_per_s": rate}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    bar.set_postfix(loss=f"{loss:.4f}")
+
+
+def _checkpoint(out, step, model, opt, sched, view_gen, dist_info) -> None:
+    # Every rank's view generator goes into the one checkpoint, so any rank can resume.
+    states = [view_gen.get_state()]
+    if dist_info.enabled:
+        states = [None] * dist_info.world_size
+        torch.distributed.all_gather_object(states, view_gen.get_state())
+    if dist_info.is_main:
+        save_checkpoint(out, step, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                           "rng": rng_state(), "view_generator": states, "step": step})
+    barrier(dist_info)

@@ -1,0 +1,111 @@
+"""Pretraining: end to end on a tiny cache, SIGKILL + --resume is bit-identical, torchrun with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = "synthetic:48"
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    from crossjepa.data import open_dataset
+    from crossjepa.teacher import build_cache, load_teacher
+
+    out = tmp_path_factory.mktemp("cache") / "cache"
+    teacher = load_teacher("vit_tiny_patch16_224", random_init=True, image_size=32, pooling="mean")
+    return build_cache(open_dataset(DATA, split="train"), out, teacher, num_views=4, batch_size=64,
+                       progress=False)
+
+
+def _pretrain_cmd(cache: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "crossjepa", "-q", "pretrain", "--data", DATA, "--cache", str(cache),
+            "--out", str(out), "--preset", "tiny", "--max-steps", str(steps), "--batch-size", "8",
+            "--checkpoint-every", "2", "--device", "cpu", "--set", "log_every=1", "--set", "num_workers=0", *extra]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_pretrain_writes_weights_metrics_and_plot(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(_pretrain_cmd(cache_dir, out, 3), check=True, env=_env(), timeout=300)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert all(r["loss"] > 0 and r["objects_per_s"] > 0 for r in lines)
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from crossjepa.train.checkpoint import load_pretrained
+
+    model = load_pretrained(out / "model.safetensors")
+    assert model.config.tokenizer.num_points > 0
+
+
+def test_sigkill_then_resume_is_bit_identical(cache_dir, tmp_path):
+    steps = 8
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(_pretrain_cmd(cache_dir, reference, steps), check=True, env=_env(), timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_pretrain_cmd(cache_dir, killed, steps), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = killed / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if latest.is_file() and latest.read_text().strip() >= "step_00000004":
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
+
+    subprocess.run(_pretrain_cmd(cache_dir, killed, steps, "--resume"), check=True, env=_env(), timeout=300)
+    a, b = _weights(reference), _weights(killed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps_logged = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged == list(range(1, steps + 1))
+
+
+def test_torchrun_two_cpu_processes(cache_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "crossjepa", "-q", "pretrain", "--data", DATA, "--cache", str(cache_dir), "--out", str(out),
+           "--preset", "tiny", "--max-steps", "2", "--batch-size", "8", "--device", "cpu", "--set", "num_workers=0"]
+    subprocess.run(cmd, check=True, env=_env(), timeout=300)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_bad_inputs_give_one_line(cache_dir, tmp_path):
+    cases = [
+        (["--cache", str(tmp_path / "missing")], "--cache"),
+        (["--cache", str(cache_dir), "--preset", "huge"], "preset"),
+        (["--cache", str(cache_dir), "--data", "synthetic:40"], "--cache"),
+    ]
+    for extra, needle in cases:
+        args = ["pretrain", "--data", DATA, "--out", str(tmp_path / "x"), "--device", "cpu", "--max-steps", "1"]
+        args = args + extra
+        res = subprocess.run([sys.executable, "-m", "crossjepa", *args], env=_env(), capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode != 0
+        err = res.stderr.strip().splitlines()
+        assert err and "Traceback" not in res.stderr, res.stderr
+        assert needle in err[-1], err[-1]
