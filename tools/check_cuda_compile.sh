@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Compile-only check of every CUDA source under csrc/ (no GPU needed): nvcc -c for sm_80 and sm_90 against the
+# installed torch's headers, with the flags setup.py and torch's extension build use. Prints one line per file
+# and exits non-zero if any file fails (its compiler output is shown).
+# Env: NVCC, PYTHON, CUDA_ARCHS (default "80 90"), CUDA_STD (default c++20, as torch's BuildExtension uses),
+# JOBS (parallel nvcc processes, default: number of CPUs).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+PYTHON=${PYTHON:-python}
+ARCHS=${CUDA_ARCHS:-"80 90"}
+STD=${CUDA_STD:-c++20}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+if [ ! -x "$NVCC" ] && ! command -v "$NVCC" >/dev/null 2>&1; then
+  echo "check_cuda_compile: nvcc not found (set NVCC)" >&2
+  exit 2
+fi
+INCLUDE_CMD="from torch.utils.cpp_extension import include_paths; print(' '.join(include_paths()))"
+if ! TORCH_INCLUDES=$("$PYTHON" -c "$INCLUDE_CMD"); then
+  echo "check_cuda_compile: cannot import torch with $PYTHON" >&2
+  exit 2
+fi
+PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+
+FLAGS=(-c -std=$STD -O3 -fmad=false --expt-relaxed-constexpr -Xcompiler -fPIC -DWITH_CUDA
+  -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__
+  -D__CUDA_NO_HALF2_OPERATORS__ -I csrc -I "$PY_INCLUDE")
+for dir in $TORCH_INCLUDES; do
+  FLAGS+=(-I "$dir")
+  # A CPU-only torch wheel lacks this generated header (it only sets a Windows export macro); skip it there.
+  if [ -d "$dir/c10/cuda" ] && [ ! -f "$dir/c10/cuda/impl/cuda_cmake_macros.h" ]; then
+    FLAGS+=(-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE)
+  fi
+done
+ARCH_LABEL=""
+for arch in $ARCHS; do
+  FLAGS+=(-gencode "arch=compute_${arch},code=sm_${arch}")
+  ARCH_LABEL+="${ARCH_LABEL:+, }sm_${arch}"
+done
+
+mapfile -t SOURCES < <(find csrc -name '*.cu' | sort)
+if [ "${#SOURCES[@]}" -eq 0 ]; then
+  echo "check_cuda_compile: no .cu files under csrc/" >&2
+  exit 1
+fi
+
+OBJ_DIR=$(mktemp -d)
+trap 'rm -rf "$OBJ_DIR"' EXIT
+compile() {  # $1 = source, $2 = slot name; writes the log, the exit status and the seconds taken
+  local start=$SECONDS
+  "$NVCC" "${FLAGS[@]}" "$1" -o "$OBJ_DIR/$2.o" >"$OBJ_DIR/$2.log" 2>&1
+  echo "$? $((SECONDS - start))" >"$OBJ_DIR/$2.status"
+}
+running=0
+for n in "${!SOURCES[@]}"; do
+  compile "${SOURCES[$n]}" "$n" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+done
+wait
+
+failures=0
+for n in "${!SOURCES[@]}"; do
+  read -r rc secs <"$OBJ_DIR/$n.status"
+  if [ "$rc" -eq 0 ]; then
+    echo "OK    ${SOURCES[$n]} ($ARCH_LABEL, ${secs} s)"
+  else
+    echo "FAIL  ${SOURCES[$n]} ($ARCH_LABEL)"
+    sed 's/^/      /' "$OBJ_DIR/$n.log"
+    failures=$((failures + 1))
+  fi
+done
+if [ "$failures" -ne 0 ]; then
+  echo "check_cuda_compile: $failures of ${#SOURCES[@]} files failed" >&2
+  exit 1
+fi
