@@ -11,6 +11,13 @@
 #include <cuda_runtime.h>
 
 #include <c10/cuda/CUDAException.h>
+#include <ATen/Dispatch.h>
+
+// float, half and bfloat16 only: the Python layer never passes float64, and every extra type is compile time.
+#define CROSSJEPA_DISPATCH_POINT_TYPES(TYPE, NAME, ...)                        \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::ScalarType::Float, __VA_ARGS__) \
+                     AT_DISPATCH_CASE(at::ScalarType::Half, __VA_ARGS__)       \
+                     AT_DISPATCH_CASE(at::ScalarType::BFloat16, __VA_ARGS__))
 
 namespace crossjepa {
 namespace cuda {

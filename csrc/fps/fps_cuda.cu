@@ -333,7 +333,7 @@ at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const a
   const int b = static_cast<int>(batch);
   const int ni = static_cast<int>(n);
   const int m = static_cast<int>(num_samples);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, pts.scalar_type(), "fps_cuda",
+  CROSSJEPA_DISPATCH_POINT_TYPES(pts.scalar_type(), "fps_cuda",
                                   [&] {
                                     if (path == "warp") {
                                       launch_warp<scalar_t>(pts, len, st, out, b, ni, m, sms, stream);

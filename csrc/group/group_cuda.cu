@@ -63,8 +63,7 @@ at::Tensor group_gather_cuda(const at::Tensor& points, const at::Tensor& centers
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(pts.get_device());
   // Enough blocks to fill the GPU several times over; the grid-stride loop covers the rest.
   const int64_t blocks = std::min<int64_t>(crossjepa::cuda::ceil_div(total, kThreads), 1 << 20);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::ScalarType::Half, at::ScalarType::BFloat16, pts.scalar_type(), "group_gather_cuda", [&] {
+  CROSSJEPA_DISPATCH_POINT_TYPES(pts.scalar_type(), "group_gather_cuda", [&] {
         const auto* p = pts.data_ptr<scalar_t>();
         const auto* c = ctr.data_ptr<scalar_t>();
         const auto* i = ix.data_ptr<int64_t>();

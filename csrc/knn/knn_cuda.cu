@@ -354,7 +354,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at:
   const int mi = static_cast<int>(m);
   const int ni = static_cast<int>(n);
   const int ki = static_cast<int>(k);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, pts.scalar_type(), "knn_cuda",
+  CROSSJEPA_DISPATCH_POINT_TYPES(pts.scalar_type(), "knn_cuda",
                                   [&] {
                                     if (path == "register") {
                                       launch_register<scalar_t>(qs, pts, len, sq, idx, b, mi, ni, ki, stream);
