@@ -399,6 +399,7 @@ def test_index_and_fingerprint(class_tree):
         ds[len(ds)]
     assert ds[-1]["label"] == ds[len(ds) - 1]["label"]
     assert ds.fingerprint() == open_dataset(root).fingerprint()
-    assert ds.fingerprint() != open_dataset(root, num_points=64).fingerprint()
+    # the objects, not the sampling: a cache built at one point count matches the same data read at another
+    assert ds.fingerprint() == open_dataset(root, num_points=64).fingerprint()
     np.save(root / "chair" / "train" / "c0.npy", np.ones((5, 3)) * np.arange(3))  # first object changes
     assert ds.fingerprint() != open_dataset(root).fingerprint()

@@ -46,4 +46,4 @@ def test_resampled_and_raw_views(modelnet10):
     assert far > 10  # original mesh coordinates, far from the unit sphere
     fewer = open_dataset(ROOT, num_points=512)
     assert fewer[100]["points"].shape == (512, 3) and fewer[100]["label"] == modelnet10[100]["label"]
-    assert fewer.fingerprint() == open_dataset(ROOT, num_points=512).fingerprint() != modelnet10.fingerprint()
+    assert fewer.fingerprint() == modelnet10.fingerprint()  # same objects, fewer points read

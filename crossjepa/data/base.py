@@ -130,11 +130,12 @@ class PointCloudDataset(Dataset):
         return {"points": torch.from_numpy(points), "label": int(self.labels[self._index(i)])}
 
     def fingerprint(self) -> str:
-        """sha256 over how the data is read (kind, split, sizes, options), the ids, labels, classes, and the
-        raw bytes of three objects (first, middle, last): cheap, yet different files with the same ids differ."""
+        """sha256 identifying the objects: kind, split, options, ids, labels, classes, and the raw bytes of three
+        objects (first, middle, last): cheap, yet different files with the same ids differ. The number of points
+        read per cloud is left out, so a cache built from 2048-point renders matches the same data read at 1024."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            head = {"kind": self.kind, "split": self.split, "num_points": self.num_points,
+            head = {"kind": self.kind, "split": self.split,
                     "normalize": self.normalize, "seed": self.seed, "classes": self.classes, "names": self.names}
             h.update(json.dumps(head, sort_keys=True).encode())
             h.update(self.labels.tobytes())
