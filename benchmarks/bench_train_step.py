@@ -41,7 +41,6 @@ def test_train_step(benchmark, case, env_record):
     if case.build is None:
         pytest.skip(case.note)
     warmup, repeats = case.repeats or (SETTINGS.warmup, SETTINGS.repeats)
-    fn = None
     try:
         fn = case.build()
         timing = measure(fn, DEVICE, warmup=warmup, repeats=repeats)
@@ -59,7 +58,6 @@ def test_train_step(benchmark, case, env_record):
         name=case.name, impl=case.impl, shape=case.shape, backend=case.backend, **timing.summary(),
         throughput=case.items / (timing.median_ms / 1e3), unit=case.unit, references=list(case.references),
         env=env_record)
-    del fn
     gc.collect()
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()

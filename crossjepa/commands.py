@@ -10,13 +10,6 @@ from pathlib import Path
 log = logging.getLogger("crossjepa")
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    from .train.checkpoint import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
-
-
 def run_demo(args) -> None:
     from .demo import run_demo as demo
 
@@ -98,7 +91,9 @@ def run_probe(args) -> None:
     report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
                            preset=args.preset, seeds=args.seeds, folds=args.folds, num_points=args.num_points,
                            device=args.device, progress=not args.quiet)
-    _write_json(Path(args.out), report)
+    from .atomic import write_json
+
+    write_json(Path(args.out), report)
     acc = report["accuracy"]
     print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
           f"over {len(acc['per_seed'])} seeds -> {args.out}")

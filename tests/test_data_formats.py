@@ -59,7 +59,7 @@ def write_pcd(path, points, binary=True, extra=True):
 
 def write_ply(path, vertices, faces=None, fmt="binary_little_endian"):
     order = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(fmt)
-    head = [f"ply", f"format {fmt} 1.0", "comment fixture", f"element vertex {len(vertices)}",
+    head = ["ply", f"format {fmt} 1.0", "comment fixture", f"element vertex {len(vertices)}",
             "property float x", "property float y", "property float z", "property uchar red"]
     if faces is not None:
         head += [f"element face {len(faces)}", "property list uchar int vertex_indices"]

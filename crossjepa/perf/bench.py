@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cli_args import SUITES
 from .env import describe, environment
-from .files import write_json
+from ..atomic import write_json
 from .suites import Settings, run_suite
 
 SCHEMA = "crossjepa-bench/1"

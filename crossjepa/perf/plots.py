@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .files import atomic_target
+from ..atomic import atomic_target
 
 STAGE_COLORS = {"data": "#8c564b", "tokenizer": "#1f77b4", "encoder": "#2ca02c", "predictor": "#9467bd",
                 "loss": "#e377c2", "backward": "#d62728", "optimizer": "#ff7f0e"}

@@ -25,7 +25,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from .env import describe, environment
-from .files import atomic_target, write_json, write_text
+from ..atomic import atomic_target, write_json, write_text
 from .plots import plot_memory_timeline
 from .timing import MB, MemorySampler
 

@@ -1,12 +1,12 @@
 """A PNG grid of rendered views so a person can look at them."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from ..atomic import atomic_target
 
 _TITLE_HEIGHT = 14
 _GAP = 2
@@ -34,13 +34,6 @@ def save_view_grid(images, path, titles=None):
             draw.text((2, top + 1), str(titles[b]), fill=(0, 0, 0))
         for v in range(V):
             canvas.paste(Image.fromarray(np.ascontiguousarray(pixels[b, v])), (v * (W + _GAP), top + row_h - H))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            canvas.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_target(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path

@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 from crossjepa import render
 
+from ..atomic import write_bytes
+
 from .views import RenderedViews, describe_view_source, read_view_batch
 
 __all__ = ["CacheCorruptError", "TeacherCache", "build_cache", "open_cache", "verify_cache", "FORMAT_VERSION"]
@@ -55,17 +57,8 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), fsync=True)
 
 
 def _read_json(path: Path):

@@ -19,15 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_target, write_text
 from ..config_io import from_dict, to_dict
 
 _CONFIG_KEY = "crossjepa.model_config"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -43,9 +38,8 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
     config = getattr(model, "config", None)
     if config is not None:
         metadata[_CONFIG_KEY] = json.dumps(to_dict(config))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(_state_dict(model), str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        save_file(_state_dict(model), str(tmp), metadata=metadata)
     return path
 
 
@@ -113,7 +107,7 @@ def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, stat
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    atomic_write_text(root / "latest", final.name + "\n")
+    write_text(root / "latest", final.name + "\n")
     for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

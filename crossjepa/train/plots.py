@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from ..atomic import atomic_target
 
 
 def plot_loss_curve(metrics_path: str | Path, out_png: str | Path) -> Path | None:
@@ -31,8 +32,7 @@ def plot_loss_curve(metrics_path: str | Path, out_png: str | Path) -> Path | Non
     lr_ax.set_ylabel("learning rate", color="tab:orange")
     ax.set_title("CrossJEPA pretraining")
     fig.tight_layout()
-    tmp = out_png.with_name(f".{out_png.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_target(out_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, out_png)
     return out_png

@@ -17,7 +17,8 @@ from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
 from ..models import build
 from ..teacher import open_cache
-from .checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+from ..atomic import write_text
+from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                          save_weights, set_rng_state)
 from .config import TrainConfig
 from .distributed import DistInfo, barrier, close_distributed, init_distributed
@@ -94,7 +95,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """After a resume, drop lines logged past the checkpoint (they are about to be recomputed)."""
     if path.is_file():
         keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+        write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def _check_cache_matches(dataset, cache, data_spec: str) -> None:
@@ -134,7 +135,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     if dist_info.is_main:
         from ..models import describe
         log.info("model: %s", describe(model))
-        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+        write_text(out / "config.yaml", dump_yaml(cfg))
 
     if cfg.batch_size > len(dataset):
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(dataset)} objects)")

@@ -1,5 +1,6 @@
 """Atomic output files: written under a temporary name in the same directory, then renamed into place, so a
-reader never sees half a result."""
+reader never sees half a result and a kill leaves either the old file or the new one. Every file crossjepa
+writes goes through here."""
 
 from __future__ import annotations
 
@@ -23,10 +24,19 @@ def atomic_target(path: str | Path):
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> Path:
+    """fsync=True also forces the bytes to disk before the rename (for records a resume relies on)."""
     with atomic_target(path) as tmp:
-        tmp.write_text(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
     return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, payload) -> Path:
