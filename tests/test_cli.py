@@ -1,0 +1,98 @@
+"""The CLI: every command has --help; bad input gives a non-zero exit and exactly one clear line, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crossjepa.cli import main
+
+COMMANDS = ["demo", "render", "cache", "pretrain", "probe", "pack", "bench", "profile"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: crossjepa " + command in capsys.readouterr().out
+
+
+def _one_error_line(capsys, argv) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_unknown_flag(capsys):
+    line = _one_error_line(capsys, ["probe", "--data", "synthetic:8", "--random-init", "--out", "x.json",
+                                    "--frobnicate"])
+    assert "unrecognized arguments: --frobnicate" in line
+
+
+def test_missing_data_path(tmp_path, capsys):
+    line = _one_error_line(capsys, ["render", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert "nowhere" in line
+
+
+def test_unknown_layout_says_what_was_looked_for(tmp_path, capsys):
+    (tmp_path / "junk.bin").write_bytes(b"\x00\x01")
+    line = _one_error_line(capsys, ["render", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "looked for" in line or "expected" in line
+
+
+def test_wrong_teacher_name(tmp_path, capsys):
+    line = _one_error_line(capsys, ["cache", "--data", "synthetic:4", "--out", str(tmp_path / "c"),
+                                    "--teacher", "no_such_model_xyz", "--teacher-random-init", "--device", "cpu"])
+    assert "no_such_model_xyz" in line
+
+
+def test_unreadable_weights_file(tmp_path, capsys):
+    weights = tmp_path / "teacher.safetensors"
+    weights.write_bytes(b"this is not a weights file")
+    line = _one_error_line(capsys, ["cache", "--data", "synthetic:4", "--out", str(tmp_path / "c"),
+                                    "--teacher", "test_vit", "--teacher-weights", str(weights), "--device", "cpu"])
+    assert "teacher.safetensors" in line
+
+
+def test_empty_cache_directory(tmp_path, capsys):
+    (tmp_path / "cache").mkdir()
+    line = _one_error_line(capsys, ["pretrain", "--data", "synthetic:8", "--cache", str(tmp_path / "cache"),
+                                    "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert "cache" in line
+
+
+def test_verify_of_a_non_cache(tmp_path, capsys):
+    np.save(tmp_path / "embeddings.npy", np.ones((2, 2, 2), np.float16))
+    assert str(tmp_path) in _one_error_line(capsys, ["cache", "--verify", str(tmp_path)])
+
+
+def test_bad_preset(tmp_path, capsys):
+    line = _one_error_line(capsys, ["probe", "--data", "synthetic:24", "--random-init", "--preset", "huge",
+                                    "--out", str(tmp_path / "p.json"), "--device", "cpu"])
+    assert "huge" in line and "tiny" in line
+
+
+def test_bad_override_names_the_key(tmp_path, capsys):
+    (tmp_path / "cache").mkdir()
+    line = _one_error_line(capsys, ["pretrain", "--data", "synthetic:8", "--cache", str(tmp_path / "cache"),
+                                    "--out", str(tmp_path / "run"), "--set", "optim.nope=1"])
+    assert "optim.nope" in line
+
+
+def test_probe_random_init_writes_report(tmp_path, capsys):
+    out = tmp_path / "probe.json"
+    code = main(["-q", "probe", "--data", "synthetic:36", "--random-init", "--preset", "tiny", "--seeds", "2",
+                 "--folds", "2", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert 0.0 <= report["accuracy"]["mean"] <= 1.0 and len(report["accuracy"]["per_seed"]) == 2
+    assert "train split only" in report["protocol"]
