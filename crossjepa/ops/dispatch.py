@@ -1,0 +1,73 @@
+"""Which implementation runs an op: the compiled extension (CPU / CUDA kernels) or the torch reference.
+
+The extension is imported lazily, once. When it is missing, or has no kernel for the device, the op runs on
+the torch reference and says so with one warning per op (naming the op and the reason), never silently.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+OPS = ("farthest_point_sample", "knn", "group")
+
+
+class ReferenceFallbackWarning(RuntimeWarning):
+    """An op runs on the (slower) torch reference because no compiled kernel is available."""
+
+
+_extension_state: tuple | None = None  # (module or None, reason it is unavailable)
+_warned: set[str] = set()
+
+
+def _load_extension():
+    global _extension_state
+    if _extension_state is None:
+        try:
+            from crossjepa import _C
+        except (ImportError, OSError) as exc:
+            _extension_state = (None, f"the compiled extension crossjepa._C could not be imported ({exc})")
+        else:
+            _extension_state = (_C, "")
+    return _extension_state
+
+
+def _resolve(op_name: str, device) -> tuple[str, str]:
+    """(backend, reason for falling back to the reference or "")."""
+    if op_name not in OPS:
+        raise ValueError(f"op_name must be one of {', '.join(OPS)}, got {op_name!r}")
+    try:
+        device = torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"device must be a torch.device or a device string, got {device!r}") from exc
+    ext, reason = _load_extension()
+    if ext is None:
+        return "torch", reason
+    if device.type == "cpu":
+        return "cpu", ""
+    if device.type == "cuda":
+        if ext.with_cuda():
+            return "cuda", ""
+        return "torch", "crossjepa._C was built without CUDA (rebuild with nvcc available or FORCE_CUDA=1)"
+    return "torch", f"there is no compiled kernel for device type {device.type!r}"
+
+
+def backend(op_name: str, device) -> str:
+    """The implementation ``op_name`` uses on ``device``: "cuda", "cpu" (compiled kernels) or "torch"."""
+    return _resolve(op_name, device)[0]
+
+
+def extension_for(op_name: str, device: torch.device):
+    """The extension module to run ``op_name`` with, or None (after warning once) for the torch reference."""
+    name, reason = _resolve(op_name, device)
+    if name == "torch":
+        if op_name not in _warned:
+            _warned.add(op_name)
+            warnings.warn(
+                f"crossjepa.ops.{op_name} runs on the slower torch reference: {reason}",
+                ReferenceFallbackWarning,
+                stacklevel=3,
+            )
+        return None
+    return _load_extension()[0]

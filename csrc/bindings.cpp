@@ -1,0 +1,26 @@
+// The crossjepa._C extension: Python bindings of the point ops. Inputs are validated in crossjepa.ops
+// first; the kernels re-check what they rely on (TORCH_CHECK -> RuntimeError) for direct callers.
+#include <torch/extension.h>
+
+#include "fps/fps.h"
+#include "group/group.h"
+#include "knn/knn.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "crossjepa point ops (farthest-point sampling, kNN, grouping): CPU and CUDA kernels";
+  m.def("fps", &fps, "Farthest-point sampling -> (B, num_samples) int64", py::arg("points"), py::arg("lengths"),
+        py::arg("start"), py::arg("num_samples"), py::call_guard<py::gil_scoped_release>());
+  m.def("knn", &knn, "k nearest neighbours -> (sq_dists float32 (B,M,k), idx int64 (B,M,k))", py::arg("queries"),
+        py::arg("points"), py::arg("lengths"), py::arg("k"), py::call_guard<py::gil_scoped_release>());
+  m.def("group_gather", &group_gather, "points[idx] - centers -> (B,M,k,3)", py::arg("points"), py::arg("centers"),
+        py::arg("idx"), py::call_guard<py::gil_scoped_release>());
+  m.def("with_cuda", [] {
+#ifdef WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "Whether the CUDA kernels were compiled in");
+}
