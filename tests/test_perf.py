@@ -18,16 +18,6 @@ ROW_KEYS = {"suite", "name", "impl", "shape", "backend", "median_ms", "min_ms", 
 STAGES = {"data", "tokenizer", "encoder", "predictor", "loss", "backward", "optimizer", "other"}
 
 
-@pytest.fixture
-def one_thread():
-    # The CI machine's 2 cores are shared: OpenMP teams spin-waiting on busy cores make every op tens of
-    # times slower. These tests check outputs, not speed, so they run single-threaded.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_bench_quick_writes_table_and_json(tmp_path, capsys, one_thread):
     assert main(["-q", "bench", "--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

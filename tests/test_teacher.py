@@ -22,13 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME, SIZE, DIM = "test_vit", 32, 64  # timm's 0.3M-parameter test ViT: fast to build on CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The models here are tiny: one thread is fastest, and on a shared machine far faster than several.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
