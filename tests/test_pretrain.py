@@ -95,10 +95,17 @@ def test_torchrun_two_cpu_processes(cache_dir, tmp_path):
 
 
 def test_bad_inputs_give_one_line(cache_dir, tmp_path):
+    import numpy as np
+
+    other = tmp_path / "other"  # as many objects as the cache, but not the same ones
+    for i in range(48):
+        (other / "thing" / "train").mkdir(parents=True, exist_ok=True)
+        np.save(other / "thing" / "train" / f"t{i:02d}.npy", np.random.default_rng(i).normal(size=(64, 3)))
     cases = [
         (["--cache", str(tmp_path / "missing")], "--cache"),
         (["--cache", str(cache_dir), "--preset", "huge"], "preset"),
         (["--cache", str(cache_dir), "--data", "synthetic:40"], "--cache"),
+        (["--cache", str(cache_dir), "--data", str(other)], "--cache"),
     ]
     for extra, needle in cases:
         args = ["pretrain", "--data", DATA, "--out", str(tmp_path / "x"), "--device", "cpu", "--max-steps", "1"]

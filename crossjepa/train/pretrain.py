@@ -15,7 +15,9 @@ from tqdm import tqdm
 
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
+from ..data.transforms import rotate_poses
 from ..models import build
+from ..models.config import preset_config
 from ..teacher import open_cache
 from ..atomic import write_text
 from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
@@ -37,10 +39,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, teacher_dim: int) -> torch.nn.Module:
-    model = build(cfg.preset, teacher_dim=teacher_dim)
-    if cfg.model_overrides:
-        model = build(config=apply_overrides(model.config, cfg.model_overrides))
-    return model
+    config = apply_overrides(preset_config(cfg.preset, teacher_dim), cfg.model_overrides)
+    return build(config=config)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
@@ -83,9 +83,7 @@ class CacheBatcher:
         emb = torch.from_numpy(np.asarray(self.cache.embeddings[rows])[pick])
         poses = torch.from_numpy(np.asarray(self.cache.poses[rows])[pick])
         hist = torch.from_numpy(np.asarray(self.cache.histograms[rows])[pick])
-        rot4 = torch.eye(4).repeat(b, 1, 1)
-        rot4[:, :3, :3] = rotation.cpu()
-        poses = rot4[:, None] @ poses
+        poses = rotate_poses(poses, rotation.cpu())
         nb = self.device.type == "cuda"
         return (emb.to(self.device, torch.float32, non_blocking=nb), poses.to(self.device, non_blocking=nb),
                 hist.to(self.device, non_blocking=nb))
@@ -96,15 +94,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if path.is_file():
         keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
         write_text(path, "".join(ln + "\n" for ln in keep))
-
-
-def _check_cache_matches(dataset, cache, data_spec: str) -> None:
-    if cache.num_objects != len(dataset):
-        raise ValueError(f"--cache: built for {cache.num_objects} objects but --data {data_spec} has "
-                         f"{len(dataset)} (build the cache from the same data)")
-    fingerprint = cache.meta.get("dataset_fingerprint")
-    if fingerprint is not None and fingerprint != dataset.fingerprint():
-        raise ValueError(f"--cache: built from a different dataset than --data {data_spec} (fingerprints differ)")
 
 
 def pretrain(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -128,7 +117,10 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
                          f"({dist_info.world_size})")
     dataset = open_dataset(cfg.data, split="train")
     cache = open_cache(cfg.cache)
-    _check_cache_matches(dataset, cache, cfg.data)
+    try:
+        cache.check_dataset(dataset)
+    except ValueError as err:
+        raise ValueError(f"--cache: {err} (build the cache from --data {cfg.data})") from None
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, teacher_dim=cache.dim).to(device)
