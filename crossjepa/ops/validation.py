@@ -114,14 +114,19 @@ def normalize_fps(points, num_samples, start_index, lengths, generator, check_fi
     return points.contiguous(), lengths, start, num_samples
 
 
+def _check_query_cloud(name: str, tensor, points) -> None:
+    """`points` a valid cloud and `tensor` a (B, M, 3) tensor of query points for the same batch."""
+    check_cloud("points", points)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, M, 3), got {_type_name(tensor)}")
+    if tensor.dim() != 3 or tensor.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (B, M, 3), got {tuple(tensor.shape)}")
+    check_same_batch(name, tensor, "points", points)
+
+
 def normalize_knn(queries, points, k, lengths, check_finite_values: bool):
     """Validated (queries, points contiguous, lengths (B,), k) for k-nearest neighbours."""
-    check_cloud("points", points)
-    if not isinstance(queries, torch.Tensor):
-        raise TypeError(f"queries must be a torch.Tensor of shape (B, M, 3), got {_type_name(queries)}")
-    if queries.dim() != 3 or queries.shape[-1] != 3:
-        raise ValueError(f"queries must have shape (B, M, 3), got {tuple(queries.shape)}")
-    check_same_batch("queries", queries, "points", points)
+    _check_query_cloud("queries", queries, points)
     what = "points per cloud" if lengths is None else "points in the smallest cloud"
     lengths, min_length = normalize_lengths(lengths, points)
     k = check_int("k", k, 1, min_length, what)
@@ -133,12 +138,7 @@ def normalize_knn(queries, points, k, lengths, check_finite_values: bool):
 
 def normalize_group(points, centers, k, check_finite_values: bool):
     """Validated (points, centers, k) for grouping; the tensors keep their autograd history."""
-    check_cloud("points", points)
-    if not isinstance(centers, torch.Tensor):
-        raise TypeError(f"centers must be a torch.Tensor of shape (B, M, 3), got {_type_name(centers)}")
-    if centers.dim() != 3 or centers.shape[-1] != 3:
-        raise ValueError(f"centers must have shape (B, M, 3), got {tuple(centers.shape)}")
-    check_same_batch("centers", centers, "points", points)
+    _check_query_cloud("centers", centers, points)
     k = check_int("k", k, 1, points.shape[1], "points per cloud")
     if check_finite_values:
         check_finite("centers", centers)
