@@ -26,13 +26,13 @@ def run_render(args) -> None:
     if args.objects < 1 or args.views < 1:
         raise ValueError("--objects/--views: expected positive numbers")
     ds = open_dataset(args.data, split="train")
-    count = min(args.objects, len(ds))
-    points = torch.stack([ds[i]["points"] for i in range(count)])
-    views = render_points(points, sphere_poses(args.views), image_size=args.image_size)
+    items = [ds[i] for i in range(min(args.objects, len(ds)))]
+    views = render_points(torch.stack([it["points"] for it in items]), sphere_poses(args.views),
+                          image_size=args.image_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = ds.classes
-    titles = [names[ds[i]["label"]] if names and ds[i]["label"] >= 0 else f"object {i}" for i in range(count)]
+    titles = [names[it["label"]] if names and it["label"] >= 0 else f"object {i}" for i, it in enumerate(items)]
     path = save_view_grid(views.image, out / "view_grid.png", titles=titles)
     print(f"wrote {path}")
 

@@ -50,10 +50,9 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 300, device: str = 
     train_ds = SyntheticShapes(num_objects, split="train")
     test_ds = SyntheticShapes(DEMO_TEST_OBJECTS, split="test")
 
-    sample = torch.stack([train_ds[i]["points"] for i in range(6)])
-    grid = render_points(sample, sphere_poses(6), image_size=DEMO_IMAGE_SIZE)
-    save_view_grid(grid.image, out / "view_grid.png",
-                   titles=[train_ds.classes[train_ds[i]["label"]] for i in range(6)])
+    sample = [train_ds[i] for i in range(6)]
+    grid = render_points(torch.stack([it["points"] for it in sample]), sphere_poses(6), image_size=DEMO_IMAGE_SIZE)
+    save_view_grid(grid.image, out / "view_grid.png", titles=[train_ds.classes[it["label"]] for it in sample])
 
     log.warning("demo: the teacher is a RANDOM-INIT %s (no weights offline); real runs use a pretrained "
                 "DINOv2 via --teacher-weights", DEMO_TEACHER)
