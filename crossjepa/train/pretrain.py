@@ -43,14 +43,22 @@ def build_model(cfg: TrainConfig, teacher_dim: int) -> torch.nn.Module:
     return build(config=config)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
-    """AdamW (no decay on norms, biases and tokens) with linear warmup then cosine decay."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or name.endswith("token") else decay).append(p)
+def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """Norms, biases and learned tokens are not decayed."""
+    return param.ndim < 2 or name.endswith("token")
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device,
+                    groups: list[dict] | None = None):
+    """AdamW with linear warmup then cosine decay. `groups`: parameter groups, each may set its own "lr" and
+    "weight_decay" (fine-tuning's layer-wise settings); default: decay, and no decay on `no_weight_decay`."""
     o = cfg.optim
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if groups is None:
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (no_decay if no_weight_decay(name, p) else decay).append(p)
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=device.type == "cuda")
     warmup = max(1, int(o.warmup_fraction * total_steps))
 
