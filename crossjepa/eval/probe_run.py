@@ -35,7 +35,7 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
     else:
         raise ValueError("--checkpoint or --random-init: expected one of them")
     train_ds = open_dataset(data, split="train")
-    test_ds = _open_test_split(data)
+    test_ds = open_test_split(data)
     report = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), folds=folds,
                            num_points=num_points, progress=progress)
     report.update({"protocol": protocol(folds, seeds, test_ds is not None), "encoder": source, "data": data,
@@ -44,12 +44,12 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
     return report
 
 
-def _open_test_split(data: str):
+def open_test_split(data: str, num_points=None):
     """The test split when the source has one; None (-> nested CV) when it has none."""
     from ..data import open_dataset
 
     try:
-        test = open_dataset(data, split="test")
+        test = open_dataset(data, split="test", num_points=num_points)
     except ValueError as err:
         if "split" in str(err):
             return None
