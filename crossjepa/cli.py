@@ -32,6 +32,7 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--loader", choices=["torch", "device", "dali"])
+    p.add_argument("--num-points", type=int, help="points per cloud fed to the model (default: the model's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any TrainConfig field, e.g. --set optim.weight_decay=0.1 (repeatable)")
     p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--objects", type=int, default=6)
     r.add_argument("--views", type=int, default=6)
     r.add_argument("--image-size", type=int, default=224)
+    r.add_argument("--num-points", type=int, default=2048,
+                   help="points per object: larger clouds are subsampled, smaller ones repeated")
 
     _add_cache(sub)
     _add_pretrain(sub)

@@ -25,7 +25,7 @@ def run_render(args) -> None:
 
     if args.objects < 1 or args.views < 1:
         raise ValueError("--objects/--views: expected positive numbers")
-    ds = open_dataset(args.data, split="train")
+    ds = open_dataset(args.data, split="train", num_points=args.num_points)
     items = [ds[i] for i in range(min(args.objects, len(ds)))]
     views = render_points(torch.stack([it["points"] for it in items]), sphere_poses(args.views),
                           image_size=args.image_size)
@@ -75,7 +75,7 @@ def run_pretrain(args) -> None:
              "max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size,
              "views_per_object": args.views_per_object, "optim.lr": args.lr,
              "checkpoint_every": args.checkpoint_every, "seed": args.seed, "device": args.device,
-             "loader": args.loader}
+             "loader": args.loader, "num_points": args.num_points}
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(args.set)
     cfg = apply_overrides(cfg, overrides)
     if args.model_set:
