@@ -22,10 +22,15 @@ class FileDataset(PointCloudDataset):
         super().__init__(names, labels, classes, split, **options)
 
     def _load(self, i: int) -> np.ndarray:
+        path = self.files[i]
         try:
-            return read_cloud_file(self.files[i], self.num_points or DEFAULT_MESH_POINTS, (self.seed, i, 0))
+            return read_cloud_file(path, self.num_points or DEFAULT_MESH_POINTS, (self.seed, i, 0))
         except OSError as e:
-            raise ValueError(f"{self.files[i]}: cannot read ({e.strerror or e})") from None
+            raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+        except ValueError as e:  # readers name the file; this keeps any that did not from losing it
+            if str(path) in str(e):
+                raise
+            raise ValueError(f"{path}: {e}") from None
 
     def where(self, i: int) -> str:
         return str(self.files[i])
