@@ -5,8 +5,8 @@ first (crossjepa.teacher.torchvision_stub).
 """
 
 from .cache import CacheCorruptError, TeacherCache, build_cache, open_cache, verify_cache
-from .model import POOLINGS, Teacher, load_teacher
+from .model import DEFAULT_TEACHER, POOLINGS, Teacher, load_teacher
 from .views import RenderedViews
 
-__all__ = ["POOLINGS", "CacheCorruptError", "RenderedViews", "Teacher", "TeacherCache", "build_cache",
+__all__ = ["DEFAULT_TEACHER", "POOLINGS", "CacheCorruptError", "RenderedViews", "Teacher", "TeacherCache", "build_cache",
            "load_teacher", "open_cache", "verify_cache"]

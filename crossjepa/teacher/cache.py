@@ -172,6 +172,7 @@ def _finish(partial: Path, state: dict, teacher) -> None:
         "stats": {"file": STATS, "rows": ["mean", "std"], "std_floor": STD_FLOOR,
                   "sha256": hashlib.sha256((partial / STATS).read_bytes()).hexdigest()},
         "teacher_input": {"mean": teacher.mean.flatten().tolist(), "std": teacher.std.flatten().tolist()},
+        "teacher_weights_source": teacher.weights_source,  # file:PATH, package:NAME, timm-hub or random-init
         "build": {"batch_size": state["batch_size"], "device": state["device"]},
     }
     _write_json(partial / META, meta)

