@@ -45,10 +45,13 @@ def _layout(head: dict, path):
         sizes = [int(s) for s in head["SIZE"]]
         types = [t.upper() for t in head["TYPE"]]
         counts = [int(c) for c in head.get("COUNT", ["1"] * len(names))]
-        if "POINTS" in head:
-            num = int(head["POINTS"][0])
-        else:
-            num = int(head["WIDTH"][0]) * int(head["HEIGHT"][0])
+        num = int(head["POINTS"][0]) if "POINTS" in head else None
+        grid = int(head["WIDTH"][0]) * int(head["HEIGHT"][0]) if "WIDTH" in head and "HEIGHT" in head else None
+        if num is None and grid is None:
+            raise KeyError("POINTS")
+        if num is not None and grid is not None and num != grid:
+            raise ValueError(f"POINTS {num} differs from WIDTH x HEIGHT {grid}")
+        num = grid if num is None else num
         mode = head["DATA"][0].lower()
     except (KeyError, IndexError, ValueError) as e:
         raise corrupt(path, f"bad PCD header ({type(e).__name__}: {e})") from None
@@ -87,8 +90,11 @@ def _ascii(body: bytes, names, counts, num, path) -> np.ndarray:
 
 def _binary(data: bytes, offset: int, names, dtypes, counts, num, path) -> np.ndarray:
     dtype = np.dtype([(f"f{k}", "<" + t, (c,)) for k, (t, c) in enumerate(zip(dtypes, counts))])
-    if len(data) - offset < num * dtype.itemsize:
-        raise corrupt(path, f"truncated: {num} points need {num * dtype.itemsize} bytes, found {len(data) - offset}")
+    need = num * dtype.itemsize
+    if len(data) - offset < need:
+        raise corrupt(path, f"truncated: {num} points need {need} bytes, found {len(data) - offset}")
+    if data[offset + need:].strip(b"\0 \t\r\n"):  # PCL pads with zeros; other bytes mean the counts are wrong
+        raise corrupt(path, f"{len(data) - offset - need} bytes after the {num} points the header declares")
     records = np.frombuffer(data, dtype=dtype, count=num, offset=offset)
     return np.stack([records[f"f{names.index(a)}"][:, 0] for a in "xyz"], axis=1)
 

@@ -205,12 +205,15 @@ def read_ply(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
                 found[name], pos = _ascii_element(rows, line_numbers, pos, name, count, props, path)
             else:
                 found[name], pos = _binary_element(data, pos, name, count, props, order, path)
-            if "vertex" in found and any(m in found for m in _MESH_ELEMENTS):
-                break
+            if order is not None and "vertex" in found and any(m in found for m in _MESH_ELEMENTS):
+                break  # binary: the rest is not needed (ascii reads on, so leftover rows are caught)
     except CorruptFileError:
         raise
     except (ValueError, IndexError, OverflowError) as e:
         raise corrupt(path, f"bad PLY data ({e})") from None
+    if order is None and pos < len(rows):  # as plyfile and trimesh do: the header's counts rule, said aloud
+        log.warning("%s: %d rows after the last element the header declares (from line %d) are ignored",
+                    path, len(rows) - pos, line_numbers[pos])
     vertex = found.get("vertex")
     scalars = {p for _, _, props in elements for p, _, item in props if item is None}
     if vertex is None or not {"x", "y", "z"} <= set(vertex) & scalars:

@@ -34,8 +34,8 @@ def read_text_points(path) -> np.ndarray:
 
 
 def read_npy(path) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
+    try:  # memory-mapped first: a header declaring more data than the file holds fails before any allocation
+        array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except (ValueError, OSError, EOFError) as e:
         raise corrupt(path, f"unreadable .npy ({e})") from None
     if array.ndim != 2 or array.shape[1] < 3 or array.dtype.kind not in "fiu":
