@@ -54,6 +54,56 @@ def _add_probe(sub) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_encoder_source(p, out_help: str) -> None:
+    """Arguments shared by finetune and fewshot: data, encoder, output, config overrides, resume."""
+    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="model.safetensors written by pretrain")
+    src.add_argument("--random-init", action="store_true", help="a random-init encoder (the baseline)")
+    p.add_argument("--preset", help="model preset for --random-init: default | tiny")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--config", help="YAML file with the command's config fields")
+    p.add_argument("--epochs", type=int, help="training epochs (per seed / per episode)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set train.optim.layer_decay=0.75 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+
+
+def _add_finetune(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune encoder + head (epoch chosen on a validation part of train)")
+    _add_encoder_source(p, "output directory (report.json, training_curve.png, per-seed checkpoints)")
+    p.add_argument("--seeds", type=int, help="number of seeds (mean +- std), default 3")
+    p.add_argument("--val-fraction", type=float, help="stratified validation part of the train split (0.1)")
+    p.add_argument("--vote", type=int, help="also report test accuracy averaged over K augmented copies")
+
+
+def _add_fewshot(sub) -> None:
+    p = sub.add_parser("fewshot", help="N-way K-shot episodes (fold files or drawn), mean +- std over folds")
+    _add_encoder_source(p, "output directory (report.json, one record per episode)")
+    p.add_argument("--way", type=int, help="classes per episode (5)")
+    p.add_argument("--shot", type=int, help="support objects per class (10)")
+    p.add_argument("--folds", type=int, help="episodes (10)")
+    p.add_argument("--query", type=int, help="query objects per class of a drawn episode (20)")
+    p.add_argument("--head", choices=["finetune", "linear"], help="per episode: fine-tune, or a linear SVM")
+    p.add_argument("--seed", type=int, help="seed of drawn episodes and inits (0)")
+
+
+def _add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="write encoder features of every object (memory-mappable .npy)")
+    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors written by pretrain")
+    p.add_argument("--out", required=True, help="FEATS.npy (labels: FEATS.labels.npy, names: FEATS.json)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--tokens", action="store_true", help="all output tokens instead of the pooled features")
+    p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="FPS start seed (tokenizers with a random start)")
+    p.add_argument("--device", default="auto")
+
+
 def _add_cache(sub) -> None:
     p = sub.add_parser("cache", help="render views and embed them once with the frozen teacher")
     p.add_argument("--data", help="dataset spec: a path or synthetic:N")
@@ -98,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(sub)
     _add_pretrain(sub)
     _add_probe(sub)
+    _add_finetune(sub)
+    _add_fewshot(sub)
+    _add_embed(sub)
 
     k = sub.add_parser("pack", help="convert a dataset to the packed memory-mapped format")
     k.add_argument("src", help="dataset spec: a path or synthetic:N")

@@ -100,6 +100,54 @@ def run_probe(args) -> None:
           f"over {len(acc['per_seed'])} seeds -> {args.out}")
 
 
+def _eval_config(cls, args, extra: dict):
+    """The config of finetune / fewshot: YAML, then the flags given, then --set overrides."""
+    from .config_io import apply_overrides, load_yaml
+
+    cfg = load_yaml(cls, args.config) if args.config else cls()
+    flags = {"data": args.data, "out": args.out, "checkpoint": args.checkpoint, "preset": args.preset,
+             "random_init": args.random_init or None, "device": args.device, "train.epochs": args.epochs,
+             "train.batch_size": args.batch_size, "train.optim.lr": args.lr, **extra}
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(args.set)
+    return apply_overrides(cfg, overrides)
+
+
+def run_finetune(args) -> None:
+    from .eval.finetune_config import FinetuneConfig
+    from .eval.finetune_run import run_finetune as finetune
+
+    cfg = _eval_config(FinetuneConfig, args, {"seeds": args.seeds, "val_fraction": args.val_fraction,
+                                              "vote": args.vote})
+    report = finetune(cfg, resume=args.resume, progress=not args.quiet)
+    acc = report["accuracy"]
+    print(f"{report['protocol']}: test accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+          f"-> {Path(cfg.out) / 'report.json'}")
+    if report["vote"]:
+        vote = report["vote"]
+        print(f"with {vote['copies']}-copy test-time voting: {100 * vote['mean']:.2f} +- {100 * vote['std']:.2f} %")
+
+
+def run_fewshot(args) -> None:
+    from .eval.fewshot import run_fewshot as fewshot
+    from .eval.finetune_config import FewshotConfig
+
+    cfg = _eval_config(FewshotConfig, args, {"way": args.way, "shot": args.shot, "folds": args.folds,
+                                             "query": args.query, "head": args.head, "seed": args.seed})
+    report = fewshot(cfg, resume=args.resume, progress=not args.quiet)
+    acc = report["accuracy"]
+    print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+          f"-> {Path(cfg.out) / 'report.json'}")
+
+
+def run_embed(args) -> None:
+    from .eval.embed import run_embed as embed
+
+    paths = embed(args.data, args.checkpoint, args.out, split=args.split, tokens=args.tokens,
+                  num_points=args.num_points, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                  progress=not args.quiet)
+    print(f"wrote {paths['features']} (labels: {paths['labels']}, names: {paths['meta']})")
+
+
 def run_pack(args) -> None:
     from .data.packed import pack
 
