@@ -187,6 +187,19 @@ def _ascii_element(rows, line_numbers, pos, name, count, props, path):
 
 # ---- the file ----------------------------------------------------------------------------------------------
 
+def _as_declared(values, dtype: str, path) -> np.ndarray:
+    """A coordinate column as float64 holding the value of its declared type (ascii text is parsed as float64:
+    a 'float' property is rounded to float32, as a binary file of the same data would hold it)."""
+    values = np.asarray(values)
+    if values.dtype == np.float64 and dtype[0] in "iu":
+        with np.errstate(invalid="ignore"):
+            info = np.iinfo(dtype)
+            if not ((values == np.floor(values)) & (values >= info.min) & (values <= info.max)).all():
+                raise corrupt(path, f"a vertex coordinate is not a valid {dtype} value")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused later as a non-finite coordinate
+        return values.astype(dtype).astype(np.float64)
+
+
 def read_ply(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(vertices float64 (N, 3), triangles int64 (T, 3) or None for a point cloud). A file that declares faces
     or strips but yields no triangle is an error, never a vertex cloud."""
@@ -218,7 +231,8 @@ def read_ply(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     scalars = {p for _, _, props in elements for p, _, item in props if item is None}
     if vertex is None or not {"x", "y", "z"} <= set(vertex) & scalars:
         raise ValueError(f"{path}: PLY has no vertex element with x y z properties")
-    vertices = np.stack([np.asarray(vertex[a], dtype=np.float64) for a in "xyz"], axis=1)
+    declared = {p: t for name, _, props in elements if name == "vertex" for p, t, _ in props}
+    vertices = np.stack([_as_declared(vertex[a], declared[a], path) for a in "xyz"], axis=1)
     for kind in _MESH_ELEMENTS:
         declared = next((count for name, count, _ in elements if name == kind), 0)
         if not declared:
