@@ -1,5 +1,7 @@
 // The crossjepa._C extension: Python bindings of the point ops. Inputs are validated in crossjepa.ops
-// first; the kernels re-check what they rely on (TORCH_CHECK -> RuntimeError) for direct callers.
+// first; every kernel entry also checks shapes, dtypes, devices and the values it indexes with (lengths,
+// start, k, idx) before launching (common/checks.h), so a direct call with bad arguments raises ValueError or
+// TypeError and never reads out of bounds.
 #include <torch/extension.h>
 
 #include "fps/fps.h"

@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/checks.h"
 #include "utils/cpu.h"
 
 namespace {
@@ -200,26 +201,15 @@ void sample_cloud_parallel(const float* xyz, int32_t length, int32_t start, int6
 }  // namespace
 
 at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start, int64_t num_samples) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "fps: points must have shape (B, N, 3)");
-  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kHalf ||
-                  points.scalar_type() == at::kBFloat16,
-              "fps: points must be float32, float16 or bfloat16");
+  crossjepa::check_fps_args(points, lengths, start, num_samples);
+  TORCH_CHECK(points.is_cpu(), "fps_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t n = points.size(1);
-  TORCH_CHECK(n < (int64_t{1} << 30), "fps: at most 2^30 points per cloud");
-  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.dim() == 1 && lengths.size(0) == batch,
-              "fps: lengths must be an int64 tensor of shape (B,)");
-  TORCH_CHECK(start.scalar_type() == at::kLong && start.dim() == 1 && start.size(0) == batch,
-              "fps: start must be an int64 tensor of shape (B,)");
+  TORCH_CHECK_VALUE(n < (int64_t{1} << 30), "fps: at most 2^30 points per cloud, got ", n);
   const at::Tensor lengths_c = lengths.contiguous();
   const at::Tensor start_c = start.contiguous();
   const int64_t* len = lengths_c.data_ptr<int64_t>();
   const int64_t* first = start_c.data_ptr<int64_t>();
-  for (int64_t b = 0; b < batch; ++b) {
-    TORCH_CHECK(len[b] >= 1 && len[b] <= n, "fps: lengths[", b, "] must be in [1, ", n, "]");
-    TORCH_CHECK(first[b] >= 0 && first[b] < len[b], "fps: start[", b, "] must be in [0, lengths[", b, "])");
-    TORCH_CHECK(num_samples >= 1 && num_samples <= len[b], "fps: num_samples must be in [1, lengths[", b, "]]");
-  }
   at::Tensor out = at::empty({batch, num_samples}, points.options().dtype(at::kLong));
   if (batch == 0) return out;
   const at::Tensor xyz = points.to(at::kFloat).contiguous();

@@ -23,6 +23,7 @@
 #include <climits>
 #include <string>
 
+#include "../common/checks.h"
 #include "../common/cuda_utils.cuh"
 
 namespace {
@@ -291,20 +292,20 @@ void launch_global(const at::Tensor& pts, const at::Tensor& len, const at::Tenso
 
 at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start,
                     int64_t num_samples) {
-  TORCH_CHECK(points.is_cuda() && points.dim() == 3 && points.size(2) == 3,
-              "fps_cuda: points must be a (B, N, 3) CUDA tensor");
-  TORCH_CHECK(lengths.device() == points.device() && start.device() == points.device(),
-              "fps_cuda: lengths and start must be on the points' device");
+  TORCH_CHECK(points.is_cuda(), "fps_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
+  // Shapes, dtypes, devices, and lengths/start/num_samples values (one host sync): nothing below reads out of
+  // bounds once this passes.
+  crossjepa::check_fps_args(points, lengths, start, num_samples);
   const at::Tensor pts = points.contiguous();
-  const at::Tensor len = lengths.to(at::kLong).contiguous();
-  const at::Tensor st = start.to(at::kLong).contiguous();
+  const at::Tensor len = lengths.contiguous();
+  const at::Tensor st = start.contiguous();
   const int64_t batch = pts.size(0);
   const int64_t n = pts.size(1);
-  TORCH_CHECK(n <= INT_MAX / 3, "fps_cuda: at most ", INT_MAX / 3, " points per cloud, got ", n);
-  TORCH_CHECK(batch <= INT_MAX && num_samples >= 0 && num_samples <= n, "fps_cuda: num_samples out of range");
+  TORCH_CHECK_VALUE(n <= INT_MAX / 3 && batch <= INT_MAX, "fps_cuda: at most ", INT_MAX / 3,
+                    " points per cloud and ", INT_MAX, " clouds, got ", batch, " x ", n);
   at::Tensor out = at::empty({batch, num_samples}, pts.options().dtype(at::kLong));
-  if (batch == 0 || num_samples == 0) {
+  if (batch == 0) {
     return out;
   }
 

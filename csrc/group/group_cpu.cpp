@@ -3,6 +3,7 @@
 
 #include <ATen/Dispatch.h>
 
+#include "common/checks.h"
 #include "utils/cpu.h"
 
 namespace {
@@ -28,24 +29,14 @@ void gather(const scalar_t* points, const scalar_t* centers, const int64_t* idx,
 }  // namespace
 
 at::Tensor group_gather_cpu(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "group_gather: points must have shape (B, N, 3)");
-  TORCH_CHECK(centers.dim() == 3 && centers.size(2) == 3 && centers.size(0) == points.size(0),
-              "group_gather: centers must have shape (B, M, 3) with the batch size of points");
-  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kHalf ||
-                  points.scalar_type() == at::kBFloat16,
-              "group_gather: points must be float32, float16 or bfloat16");
-  TORCH_CHECK(centers.scalar_type() == points.scalar_type(), "group_gather: centers must have the dtype of points");
-  TORCH_CHECK(idx.scalar_type() == at::kLong && idx.dim() == 3 && idx.size(0) == points.size(0) &&
-                  idx.size(1) == centers.size(1),
-              "group_gather: idx must be an int64 tensor of shape (B, M, k)");
+  crossjepa::check_group_args(points, centers, idx);
+  TORCH_CHECK(points.is_cpu(), "group_gather_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t n = points.size(1);
   const int64_t m = centers.size(1);
   const int64_t k = idx.size(2);
   at::Tensor out = at::empty({batch, m, k, 3}, points.options());
   if (out.numel() == 0) return out;
-  TORCH_CHECK(idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < n, "group_gather: idx must be in [0, ",
-              n, ")");
   const at::Tensor p = points.contiguous();
   const at::Tensor c = centers.contiguous();
   const at::Tensor ix = idx.contiguous();

@@ -3,7 +3,7 @@
 // One thread per output scalar, so reads of idx/centers repeat across the three coordinates (cached) while
 // the output, the bulk of the traffic, is written fully coalesced. The difference is taken in float32 and
 // rounded once to the output dtype, as torch does for half/bfloat16 subtraction. idx must lie in [0, N)
-// (it comes from knn; validated in Python).
+// (checked on the host before the launch).
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "../common/checks.h"
 #include "../common/cuda_utils.cuh"
 
 namespace {
@@ -40,18 +41,13 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 at::Tensor group_gather_cuda(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx) {
-  TORCH_CHECK(points.is_cuda() && points.dim() == 3 && points.size(2) == 3,
-              "group_gather_cuda: points must be a (B, N, 3) CUDA tensor");
-  TORCH_CHECK(centers.device() == points.device() && centers.scalar_type() == points.scalar_type() &&
-                  centers.dim() == 3 && centers.size(0) == points.size(0) && centers.size(2) == 3,
-              "group_gather_cuda: centers must be a (B, M, 3) tensor with the points' device, batch and dtype");
-  TORCH_CHECK(idx.device() == points.device() && idx.dim() == 3 && idx.size(0) == centers.size(0) &&
-                  idx.size(1) == centers.size(1),
-              "group_gather_cuda: idx must be a (B, M, k) tensor on the points' device");
+  TORCH_CHECK(points.is_cuda(), "group_gather_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
+  // Shapes, dtypes, devices, and idx values in [0, N) (one host sync): no gather reads out of bounds.
+  crossjepa::check_group_args(points, centers, idx);
   const at::Tensor pts = points.contiguous();
   const at::Tensor ctr = centers.contiguous();
-  const at::Tensor ix = idx.to(at::kLong).contiguous();
+  const at::Tensor ix = idx.contiguous();
   const int64_t n = pts.size(1);
   const int64_t m = ctr.size(1);
   const int64_t k = ix.size(2);

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/checks.h"
 #include "utils/cpu.h"
 
 namespace {
@@ -308,25 +309,14 @@ void query(const float* x, const float* y, const float* z, int64_t length, const
 
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& queries, const at::Tensor& points,
                                            const at::Tensor& lengths, int64_t k) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "knn: points must have shape (B, N, 3)");
-  TORCH_CHECK(queries.dim() == 3 && queries.size(2) == 3 && queries.size(0) == points.size(0),
-              "knn: queries must have shape (B, M, 3) with the batch size of points");
-  TORCH_CHECK(queries.scalar_type() == points.scalar_type(), "knn: queries and points must have the same dtype");
-  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kHalf ||
-                  points.scalar_type() == at::kBFloat16,
-              "knn: points must be float32, float16 or bfloat16");
+  crossjepa::check_knn_args(queries, points, lengths, k);
+  TORCH_CHECK(points.is_cpu(), "knn_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t m = queries.size(1);
   const int64_t n = points.size(1);
-  TORCH_CHECK(n < (int64_t{1} << 31), "knn: at most 2^31 - 1 points per cloud");
-  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.dim() == 1 && lengths.size(0) == batch,
-              "knn: lengths must be an int64 tensor of shape (B,)");
+  TORCH_CHECK_VALUE(n < (int64_t{1} << 31), "knn: at most 2^31 - 1 points per cloud, got ", n);
   const at::Tensor lengths_c = lengths.contiguous();
   const int64_t* len = lengths_c.data_ptr<int64_t>();
-  for (int64_t b = 0; b < batch; ++b) {
-    TORCH_CHECK(len[b] >= 1 && len[b] <= n, "knn: lengths[", b, "] must be in [1, ", n, "]");
-    TORCH_CHECK(k >= 1 && k <= len[b], "knn: k must be in [1, lengths[", b, "]]");
-  }
   at::Tensor dists = at::empty({batch, m, k}, points.options().dtype(at::kFloat));
   at::Tensor idx = at::empty({batch, m, k}, points.options().dtype(at::kLong));
   if (batch == 0 || m == 0) return {dists, idx};

@@ -21,6 +21,7 @@
 #include <string>
 #include <tuple>
 
+#include "../common/checks.h"
 #include "../common/cuda_utils.cuh"
 
 namespace {
@@ -319,21 +320,19 @@ void launch_sort(const at::Tensor& qs, const at::Tensor& pts, const at::Tensor& 
 
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at::Tensor& points,
                                             const at::Tensor& lengths, int64_t k) {
-  TORCH_CHECK(points.is_cuda() && points.dim() == 3 && points.size(2) == 3,
-              "knn_cuda: points must be a (B, N, 3) CUDA tensor");
-  TORCH_CHECK(queries.device() == points.device() && queries.dim() == 3 && queries.size(2) == 3 &&
-                  queries.size(0) == points.size(0) && queries.scalar_type() == points.scalar_type(),
-              "knn_cuda: queries must be a (B, M, 3) tensor with the points' device, batch and dtype");
-  TORCH_CHECK(lengths.device() == points.device(), "knn_cuda: lengths must be on the points' device");
+  TORCH_CHECK(points.is_cuda(), "knn_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
+  // Shapes, dtypes, devices, and lengths/k values (one host sync): nothing below reads out of bounds once
+  // this passes.
+  crossjepa::check_knn_args(queries, points, lengths, k);
   const at::Tensor qs = queries.contiguous();
   const at::Tensor pts = points.contiguous();
-  const at::Tensor len = lengths.to(at::kLong).contiguous();
+  const at::Tensor len = lengths.contiguous();
   const int64_t batch = pts.size(0);
   const int64_t m = qs.size(1);
   const int64_t n = pts.size(1);
-  TORCH_CHECK(n <= INT_MAX / 3 && m <= INT_MAX && batch <= INT_MAX, "knn_cuda: input too large");
-  TORCH_CHECK(k >= 0 && k <= n, "knn_cuda: k must be in [0, N]");
+  TORCH_CHECK_VALUE(n <= INT_MAX / 3 && m <= INT_MAX && batch <= INT_MAX, "knn_cuda: input too large (", batch,
+                    " clouds, ", m, " queries, ", n, " points)");
   at::Tensor sq = at::empty({batch, m, k}, pts.options().dtype(at::kFloat));
   at::Tensor idx = at::empty({batch, m, k}, pts.options().dtype(at::kLong));
   if (sq.numel() == 0) {
