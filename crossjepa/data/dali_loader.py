@@ -54,10 +54,11 @@ class _Feeder:
         flat = points.reshape(-1, 3)  # a view: the array is C-contiguous (checked by the loader)
         step = self.objects_per_shard * self.num_stored
         self.shards = [flat[i:i + step] for i in range(0, flat.shape[0], step)]
-        self.epoch, self.batches = 0, []
+        self.epoch, self.first, self.batches = 0, 0, []
 
-    def start(self, epoch, batches):
-        self.epoch, self.batches = epoch, [b.numpy() for b in batches]
+    def start(self, epoch, first, batches):
+        """Feed `batches` (the epoch's, from batch `first` on), numbered from `first`."""
+        self.epoch, self.first, self.batches = epoch, first, [b.numpy() for b in batches]
 
     def _batch(self, info):
         if info.iteration >= len(self.batches):
@@ -71,7 +72,8 @@ class _Feeder:
     def plan(self, info):
         index = self._batch(info)
         b = len(index)
-        g = batch_generator(self.seed, self.epoch, info.iteration, "cpu") if self.augment is not None else None
+        number = self.first + info.iteration  # the batch's number in its epoch
+        g = batch_generator(self.seed, self.epoch, number, "cpu") if self.augment is not None else None
         subset, aug = draw_batch(g, b, self.num_stored, self.num_points, self.augment)
         points = np.arange(self.num_points)[None] if subset is None else subset.numpy()
         order = ((index % self.objects_per_shard)[:, None] * self.num_stored + points).astype(np.int32)
@@ -134,16 +136,16 @@ class DaliLoader(Loader):
                 break
         self._pipe.reset()
 
-    def _iterate(self, epoch):
+    def _iterate(self, epoch, first):
         if self._pipe is None:
             self._pipe = self._build()
         if self._running:
             self._run_to_end()
             self._running = False
-        batches = self.plan.batches(epoch)
+        batches = self.plan.batches(epoch)[first:]
         if not batches:
             return
-        self._feeder.start(epoch, batches)
+        self._feeder.start(epoch, first, batches)
         self._running = True
         while True:
             try:

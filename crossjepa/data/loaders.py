@@ -12,7 +12,9 @@ What every backend shares is defined once, in this module:
   CPU generators give the same draws on every backend; a CUDA generator draws other numbers.
 Each batch: {"points" (B,P,3) float32, "label" (B,) int64, "index" (B,) int64 dataset indices, "rotation"
 (B,3,3) float32, the augmentation rotation (identity without augmentation; rotate cameras with
-transforms.rotate_poses)}. Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming).
+transforms.rotate_poses)}. Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming), and
+its ``first_batch`` starts that epoch at a later batch without reading the ones before it: since a batch depends
+only on (seed, epoch, batch), the batches that follow are the same as in an epoch run from its start.
 
 Datasets with ``.points_array`` (O, N, 3) (a memory map for the packed format) and ``.labels_array`` (O,) are
 read with one gather per batch; other datasets item by item (torch backend) or stacked once into memory
@@ -107,22 +109,25 @@ class Loader:
 
     def __init__(self, plan: BatchPlan, num_points: int, augment: Optional[AugmentConfig]):
         self.plan, self.num_points, self.augment = plan, num_points, augment
-        self.epoch = 0
+        self.epoch, self.first_batch = 0, 0
 
     def __len__(self) -> int:
         return len(self.plan)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
+        """The next iteration yields batches first_batch, first_batch + 1, ... of `epoch`."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self.epoch = epoch
+        if isinstance(first_batch, bool) or not isinstance(first_batch, int) or not 0 <= first_batch <= len(self):
+            raise ValueError(f"first_batch: expected an int in [0, {len(self)}], got {first_batch!r}")
+        self.epoch, self.first_batch = epoch, first_batch
 
     def __iter__(self):
-        epoch = self.epoch
-        self.epoch += 1
-        return self._iterate(epoch)
+        epoch, first = self.epoch, self.first_batch
+        self.epoch, self.first_batch = epoch + 1, 0
+        return self._iterate(epoch, first)
 
-    def _iterate(self, epoch: int):
+    def _iterate(self, epoch: int, first: int):
         raise NotImplementedError
 
 
@@ -251,17 +256,17 @@ class _ArrayHandle:
 
 
 class _EpochSampler(torch.utils.data.Sampler):
-    """Yields (epoch, batch, indices) requests for the epoch the loader is on."""
+    """Yields (epoch, batch, indices) requests for the epoch the loader is on, from batch `first` on."""
 
     def __init__(self, plan: BatchPlan):
-        self.plan, self.epoch = plan, 0
+        self.plan, self.epoch, self.first = plan, 0, 0
 
     def __iter__(self):
-        epoch = self.epoch
-        return iter([(epoch, b, index.numpy()) for b, index in enumerate(self.plan.batches(epoch))])
+        epoch, batches = self.epoch, self.plan.batches(self.epoch)
+        return iter([(epoch, b, batches[b].numpy()) for b in range(self.first, len(batches))])
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return len(self.plan) - self.first
 
 
 class TorchLoader(Loader):
@@ -280,8 +285,8 @@ class TorchLoader(Loader):
             _BatchReader(dataset, points, labels, num_points, augment, seed), sampler=self._sampler,
             batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=pin)
 
-    def _iterate(self, epoch):
-        self._sampler.epoch = epoch
+    def _iterate(self, epoch, first):
+        self._sampler.epoch, self._sampler.first = epoch, first
         for batch in self._loader:
             if self.device is not None:
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -301,10 +306,10 @@ class DeviceLoader(Loader):
         self.labels = torch.from_numpy(labels).to(self.device)
         self.seed = seed
 
-    def _iterate(self, epoch):
+    def _iterate(self, epoch, first):
         order = self.plan.order(epoch).to(self.device)
         b = self.plan.batch_size
-        for i in range(len(self.plan)):
+        for i in range(first, len(self.plan)):
             index = order[i * b:(i + 1) * b]
             g = batch_generator(self.seed, epoch, i, self.device) if self.augment is not None else None
             subset, aug = draw_batch(g, len(index), self.points.shape[1], self.num_points, self.augment)

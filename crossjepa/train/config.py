@@ -1,9 +1,50 @@
-"""Pretraining configuration: one typed dataclass, loadable from YAML and overridable from the CLI."""
+"""Pretraining configuration: one typed dataclass, loadable from YAML and overridable from the CLI.
+
+Every field is checked when the dataclass is built (also after `--set` overrides, which rebuild it), so a bad
+value is one ValueError naming the field, not a ZeroDivisionError a thousand steps later.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+LOADERS = ("torch", "device", "dali")
+LOSSES = ("smooth_l1", "mse", "cosine")
+NONFINITE = ("stop", "skip")
+
+
+def _int(name: str, value, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def _float(name: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
+
+
+def _choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def _str(name: str, value, allow_empty: bool = False) -> None:
+    if not isinstance(value, str) or not (value or allow_empty):
+        raise ValueError(f"{name}: expected a {'' if allow_empty else 'non-empty '}string, got {value!r}")
 
 
 @dataclass
@@ -13,7 +54,18 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_fraction: float = 0.05  # of all steps, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+
+    def __post_init__(self) -> None:
+        _float("optim.lr", self.lr, 0.0, math.inf, low_open=True, high_open=True)
+        _float("optim.weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"optim.betas: expected two numbers in [0, 1), got {self.betas!r}")
+        for beta in self.betas:
+            _float("optim.betas", beta, 0.0, 1.0, high_open=True)
+        _float("optim.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
+        _float("optim.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _float("optim.grad_clip", self.grad_clip, 0.0, math.inf, high_open=True)
 
 
 @dataclass
@@ -38,3 +90,33 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" -> cuda when available
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    # A step whose loss or gradient is NaN/Inf is never applied. "stop": the run ends at the next log or
+    # checkpoint with one line naming the step and the last good checkpoint. "skip": training goes on, and
+    # metrics.jsonl counts the skipped steps.
+    nonfinite: Literal["stop", "skip"] = "stop"
+
+    def __post_init__(self) -> None:
+        from ..models.config import PRESETS
+
+        _str("data", self.data)
+        _str("cache", self.cache, allow_empty=True)  # filled in by the CLI; pretrain() opens it
+        _str("out", self.out)
+        _choice("preset", self.preset, tuple(PRESETS))
+        if not isinstance(self.model_overrides, list) or not all(
+                isinstance(o, str) and "=" in o for o in self.model_overrides):
+            raise ValueError(f"model_overrides: expected a list of KEY=VALUE strings, got {self.model_overrides!r}")
+        for name in ("batch_size", "views_per_object", "epochs", "checkpoint_every", "log_every"):
+            _int(name, getattr(self, name), 1)
+        _int("max_steps", self.max_steps, 1, optional=True)
+        _int("num_points", self.num_points, 1, optional=True)
+        _int("num_workers", self.num_workers, 0, optional=True)
+        _int("seed", self.seed, 0)
+        _bool("augment", self.augment)
+        _bool("amp", self.amp)
+        _choice("loader", self.loader, LOADERS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("nonfinite", self.nonfinite, NONFINITE)
+        if not isinstance(self.optim, OptimConfig):
+            raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
