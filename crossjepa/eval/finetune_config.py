@@ -130,6 +130,6 @@ class FewshotConfig:
     train: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=150))
 
     def __post_init__(self) -> None:
-        _at_least("fewshot", 1, way=self.way, shot=self.shot, folds=self.folds, query=self.query)
-        _at_least("fewshot", 2, cv_folds=self.cv_folds)
+        _at_least("fewshot", 1, shot=self.shot, folds=self.folds, query=self.query)
+        _at_least("fewshot", 2, way=self.way, cv_folds=self.cv_folds)
         _at_least("fewshot", 0, seed=self.seed)
