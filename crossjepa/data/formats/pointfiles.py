@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -36,7 +37,8 @@ def read_text_points(path) -> np.ndarray:
 def read_npy(path) -> np.ndarray:
     try:  # memory-mapped first: a header declaring more data than the file holds fails before any allocation
         array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
-    except (ValueError, OSError, EOFError) as e:
+    # a damaged header reaches numpy's header parser, which can also raise tokenize/syntax/type errors
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, OverflowError, TokenError) as e:
         raise corrupt(path, f"unreadable .npy ({e})") from None
     if array.ndim != 2 or array.shape[1] < 3 or array.dtype.kind not in "fiu":
         raise corrupt(path, f"expected an (N, >=3) array of numbers, got shape {array.shape} {array.dtype}")
@@ -46,7 +48,13 @@ def read_npy(path) -> np.ndarray:
 def read_cloud_file(path, mesh_points: int, rng_key) -> np.ndarray:
     """Points of one file; meshes (.off, .ply with faces) are sampled to mesh_points points with a generator
     seeded by rng_key (a sequence of ints), so a given object always gets the same samples."""
-    path = Path(path)
+    points = _read_cloud_file(Path(path), mesh_points, rng_key)
+    if not len(points):
+        raise ValueError(f"{path}: no points (every point was missing or the file declares none)")
+    return points
+
+
+def _read_cloud_file(path: Path, mesh_points: int, rng_key) -> np.ndarray:
     ext = path.suffix.lower()
     if ext == ".pcd":
         return read_pcd(path)
