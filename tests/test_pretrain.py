@@ -116,3 +116,83 @@ def test_bad_inputs_give_one_line(cache_dir, tmp_path):
         err = res.stderr.strip().splitlines()
         assert err and "Traceback" not in res.stderr, res.stderr
         assert needle in err[-1], err[-1]
+
+
+class _NanGrad(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss with a non-finite gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def _inject(monkeypatch, bad_calls: dict[int, str]) -> None:
+    """Make the loss (or only its gradient) non-finite on the given 1-based calls of the loss."""
+    import crossjepa.train.step as step_module
+
+    real, calls = step_module.crossjepa_loss, [0]
+
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        value = real(*args, **kwargs)
+        what = bad_calls.get(calls[0])
+        return value * float("nan") if what == "loss" else _NanGrad.apply(value) if what == "gradient" else value
+
+    monkeypatch.setattr(step_module, "crossjepa_loss", loss)
+
+
+def _config(cache_dir, out, **kw):
+    from crossjepa.train.config import TrainConfig
+
+    base = dict(data=DATA, cache=str(cache_dir), out=str(out), preset="tiny", batch_size=8, device="cpu",
+                num_workers=0, checkpoint_every=2, log_every=10)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("what", ["loss", "gradient"])
+def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path, monkeypatch, one_thread,
+                                                                 what):
+    from crossjepa.train.pretrain import pretrain
+
+    out = tmp_path / "run"
+    _inject(monkeypatch, {3: what})
+    with pytest.raises(FloatingPointError) as err:  # found before the step-4 checkpoint, not at a log line
+        pretrain(_config(cache_dir, out, max_steps=8), progress=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"step 3: non-finite {what}"), message
+    assert str(out / "checkpoints" / "step_00000002") in message and "nonfinite=skip" in message
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_00000002"]
+    assert not (out / "model.safetensors").exists()
+    weights = _weights(out / "checkpoints" / "step_00000002")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_nonfinite_skip_counts_the_skipped_steps_and_applies_the_rest(cache_dir, tmp_path, monkeypatch, one_thread):
+    from crossjepa.train.pretrain import pretrain
+
+    out = tmp_path / "run"
+    _inject(monkeypatch, {2: "loss", 5: "gradient"})
+    final = pretrain(_config(cache_dir, out, max_steps=6, log_every=3, nonfinite="skip"), progress=False)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["nonfinite_steps"]) for r in records] == [(3, 1), (6, 1)]
+    assert all(r["loss"] > 0 and r["grad_norm"] > 0 for r in records)
+    assert all(torch.isfinite(w).all() for w in load_file(str(final)).values())
+    state = torch.load(out / "checkpoints" / "step_00000006" / "state.pt", weights_only=False)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {4}  # 6 steps, 2 not applied
+
+
+def test_cli_nonfinite_stop_is_one_line(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    # A learning rate this high leaves finite (huge) weights after step 1 and overflows at step 2.
+    res = subprocess.run(_pretrain_cmd(cache_dir, out, 6, "--lr", "1e30", "--checkpoint-every", "1"), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "step 2: non-finite" in lines[0], res.stderr
+    assert f"the last good checkpoint is {out / 'checkpoints' / 'step_00000001'}" in lines[0], res.stderr
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000001"

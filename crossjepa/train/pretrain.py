@@ -59,7 +59,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, 
             if p.requires_grad:
                 (no_decay if no_weight_decay(name, p) else decay).append(p)
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=device.type == "cuda")
+    # Fused (CPU too): it takes a found_inf flag, so TrainStep skips a non-finite step without a host sync.
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=device.type in ("cpu", "cuda"))
     warmup = max(1, int(o.warmup_fraction * total_steps))
 
     def factor(step: int) -> float:
@@ -177,29 +178,31 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
 
     train_step = TrainStep(train_model, opt, sched, loss=cfg.loss, grad_clip=cfg.optim.grad_clip, amp=cfg.amp,
                            device=device)
+    train_step.step = step
     bar = tqdm(total=total_steps * cfg.batch_size, initial=step * cfg.batch_size, unit="obj", unit_scale=True,
                disable=not (progress and dist_info.is_main), desc="pretrain", dynamic_ncols=True)
-    loss_sum = torch.zeros((), device=device)
-    seen_since_log, t_log = 0, time.perf_counter()
+    t_log = time.perf_counter()
     train_model.train()
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
-        loader.set_epoch(epoch)
-        for i, batch in enumerate(loader):
-            if i < skip:
-                continue
+        loader.set_epoch(epoch, first_batch=skip)  # a resumed epoch starts at its next batch, nothing is re-read
+        for batch in loader:
             points = batch["points"].to(device, non_blocking=True)
             target, poses, hist = batcher(batch["index"], batch["rotation"])
-            loss_sum += train_step(points, target, poses, hist, batcher.mean, batcher.std)
+            train_step(points, target, poses, hist, batcher.mean, batcher.std)
             step += 1
-            seen_since_log += 1
             bar.update(cfg.batch_size)
-            if step % cfg.log_every == 0 or step == total_steps:
-                _log_metrics(metrics_path, step, epoch, loss_sum, seen_since_log, sched, cfg, t_log, bar,
-                             dist_info)
-                loss_sum.zero_()
-                seen_since_log, t_log = 0, time.perf_counter()
-            if step % cfg.checkpoint_every == 0 or step == total_steps:
+            log_now = step % cfg.log_every == 0 or step == total_steps
+            checkpoint_now = step % cfg.checkpoint_every == 0 or step == total_steps
+            if log_now or checkpoint_now:
+                stats = train_step.stats()  # the host sync: once per log interval and before every checkpoint
+                if stats.nonfinite and cfg.nonfinite == "stop":
+                    raise FloatingPointError(_nonfinite_message(stats, out))
+            if log_now:
+                _log_metrics(metrics_path, step, epoch, stats, sched, cfg, t_log, bar, dist_info)
+                train_step.reset()
+                t_log = time.perf_counter()
+            if checkpoint_now:
                 _checkpoint(out, step, model, opt, sched, view_gen, dist_info)
             if step >= total_steps:
                 break
@@ -213,18 +216,27 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     return final
 
 
-def _log_metrics(path, step, epoch, loss_sum, count, sched, cfg, t_start, bar, dist_info) -> None:
-    if dist_info.enabled:
-        torch.distributed.all_reduce(loss_sum)
-        loss_sum /= dist_info.world_size
-    loss = loss_sum.item() / max(1, count)  # the only host sync: once per log interval
+def _nonfinite_message(stats, out: Path) -> str:
+    last_good = latest_checkpoint(out)
+    then = (f"the last good checkpoint is {last_good}: resume from it with --resume" if last_good else
+            "no checkpoint was written before it: run again")
+    return (f"step {stats.first_nonfinite}: non-finite {stats.first_what} (NaN/Inf; {stats.nonfinite} such step(s) "
+            f"since step {stats.first_step}), stopped before checkpointing it; {then} (e.g. with a lower --lr), "
+            f"or skip such steps with --set nonfinite=skip")
+
+
+def _log_metrics(path, step, epoch, stats, sched, cfg, t_start, bar, dist_info) -> None:
     if not dist_info.is_main:
         return
-    rate = count * cfg.batch_size / max(1e-9, time.perf_counter() - t_start)
-    record = {"step": step, "epoch": epoch, "loss": loss, "lr": sched.get_last_lr()[0], "objects_per_s": rate}
+    if stats.nonfinite:
+        log.warning("skipped %d step(s) with a non-finite loss or gradient (first: step %d, %s)", stats.nonfinite,
+                    stats.first_nonfinite, stats.first_what)
+    rate = stats.steps * cfg.batch_size / max(1e-9, time.perf_counter() - t_start)
+    record = {"step": step, "epoch": epoch, "loss": stats.loss, "grad_norm": stats.grad_norm,
+              "nonfinite_steps": stats.nonfinite, "lr": sched.get_last_lr()[0], "objects_per_s": rate}
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
-    bar.set_postfix(loss=f"{loss:.4f}")
+    bar.set_postfix(loss=f"{stats.loss:.4f}")
 
 
 def _checkpoint(out, step, model, opt, sched, view_gen, dist_info) -> None:
