@@ -14,7 +14,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -142,10 +141,3 @@ def fit(model: PointClassifier, train_set, val_set, s: ClassifierTraining, *, ou
     return {"best_epoch": best["epoch"] if val_set is not None else s.epochs,
             "val_accuracy": best["val_accuracy"], "history": history}
 
-
-def check_classes(labels: np.ndarray, name: str) -> int:
-    """Number of classes of a labelled training set (at least two)."""
-    classes = int(labels.max()) + 1 if len(labels) else 0
-    if classes < 2:
-        raise ValueError(f"{name}: expected at least two classes of labelled objects, got {classes}")
-    return classes
