@@ -2,6 +2,8 @@
 unknown layouts and corrupt files give clear errors; clouds are normalised and resampled as documented."""
 
 import pickle
+import struct
+import zlib
 
 import h5py
 import numpy as np
@@ -9,11 +11,14 @@ import pytest
 
 from crossjepa.data import CorruptFileError, open_dataset
 from crossjepa.data.formats.hdf5 import SCANOBJECTNN_CLASSES
+from crossjepa.data.formats.off import read_off
+from crossjepa.data.formats.pcd import read_pcd
+from crossjepa.data.formats.ply import read_ply
 
 
 @pytest.fixture
 def rng(request):
-    return np.random.default_rng(abs(hash(request.node.name)) % 2**32)
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))  # hash() of a str varies per process
 
 
 def cloud(rng, n, cols=3):
@@ -403,3 +408,78 @@ def test_index_and_fingerprint(class_tree):
     assert ds.fingerprint() == open_dataset(root, num_points=64).fingerprint()
     np.save(root / "chair" / "train" / "c0.npy", np.ones((5, 3)) * np.arange(3))  # first object changes
     assert ds.fingerprint() != open_dataset(root).fingerprint()
+
+
+# ---- right or refuse: meshes never turn into vertex clouds, rows are checked against their header ---------
+
+def test_off_faces_wrapped_over_lines_match_one_face_per_line(tmp_path):
+    flat, wrapped = tmp_path / "flat.off", tmp_path / "wrapped.off"
+    write_off(flat, BOX_VERTICES, BOX_QUADS)
+    rows = [" ".join(map(repr, map(float, v))) for v in BOX_VERTICES]
+    rows += ["\n".join(map(str, [len(f), *f])) + " 0.5 0.5 0.5" for f in BOX_QUADS]  # one value per line + colour
+    wrapped.write_text(f"OFF{len(BOX_VERTICES)} {len(BOX_QUADS)} 0\n" + "\n".join(rows) + "\n")
+    np.testing.assert_array_equal(read_off(wrapped)[1], read_off(flat)[1])
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n2 1 2\n", "none has 3 or more corners"),  # edges only
+    ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", "line 7: data after the 1 declared faces"),
+    ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "expected 2 faces, the file ends after 1"),
+    ("3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "line 4: a vertex row needs x y z"),
+    ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2.5\n", "not an integer"),
+])
+def test_off_that_does_not_add_up_is_refused(tmp_path, body, reason):
+    path = tmp_path / "bad.off"
+    path.write_text("OFF\n" + body)
+    with pytest.raises(CorruptFileError, match=f"{path}.*{reason}"):
+        read_off(path)
+
+
+PLY_HEAD = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            "element face 1\nproperty list uchar int vertex_indices\nend_header\n")
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("0 0 0\n1 0 0\n0 1\n3 0 1 2\n", "line 12: a vertex row with 2 values"),
+    ("0 0 0\n1 0 0\n0 1 0\n3 0 1\n", "line 13: a face row with 3 values"),
+    ("0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "declares 1 face rows but none gives a triangle"),
+    ("0 0 0\n1 0 0\n0 1 0\n", "expected 1 face rows, the file ends after 0"),
+    ("0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n", "line 13: bad number"),
+])
+def test_ascii_ply_rows_are_checked_against_the_header(tmp_path, body, reason):
+    path = tmp_path / "bad.ply"
+    path.write_text(PLY_HEAD + body)
+    with pytest.raises(CorruptFileError, match=f"{path}.*{reason}"):
+        read_ply(path)
+
+
+def test_ascii_ply_mixed_polygons_with_extra_values(tmp_path, caplog):
+    path = tmp_path / "mixed.ply"
+    path.write_text(PLY_HEAD.replace("vertex 3", "vertex 4").replace("face 1", "face 2")
+                    + "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2 9 9 9\n4 0 1 3 2\n")
+    _, triangles = read_ply(path)
+    assert triangles.tolist() == [[0, 1, 2], [0, 1, 3], [0, 3, 2]]
+    assert "1 face rows carry more values" in caplog.text
+
+
+def test_ply_face_element_without_index_list_is_refused(tmp_path):
+    path = tmp_path / "bad.ply"
+    path.write_text(PLY_HEAD.replace("vertex_indices", "texcoord") + "0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    with pytest.raises(CorruptFileError, match="no vertex_indices list"):
+        read_ply(path)
+
+
+def test_pcd_binary_compressed_damage_is_refused(tmp_path):
+    head = b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\nPOINTS 2\n"
+    raw = np.arange(6, dtype="<f4").tobytes()
+    stream = bytes([len(raw) - 1]) + raw  # one literal run
+    good = head + b"DATA binary_compressed\n" + struct.pack("<II", len(stream), len(raw)) + stream
+    path = tmp_path / "c.pcd"
+    path.write_bytes(good)
+    np.testing.assert_array_equal(read_pcd(path), np.array([[0, 2, 4], [1, 3, 5]], np.float32))  # field-major
+    for damaged, reason in ((good[:-3], "truncated"), (good.replace(b"POINTS 2", b"POINTS 3"), "differs from"),
+                            (good[:-len(stream) - 8] + struct.pack("<II", len(stream), 2**31) + stream,
+                             "declares 2147483648 bytes")):
+        path.write_bytes(damaged)
+        with pytest.raises(CorruptFileError, match=f"{path}.*{reason}"):
+            read_pcd(path)

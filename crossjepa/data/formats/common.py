@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import pickle
+import struct
 from pathlib import Path
 
 from ..base import corrupt
@@ -31,9 +34,15 @@ def split_file(path: Path, split: str) -> Path:
 
 
 def load_pickle(path: Path):
-    """Pickle files execute code when loaded: only open data files you trust (as their original loaders do)."""
+    """Pickle files execute code when loaded: only open data files you trust (as their original loaders do).
+    Read from a memory map, not a file object: a damaged length field then fails the unpickler's bounds check,
+    where reading from a file would first try to allocate the declared length."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as e:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise EOFError("empty file")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return pickle.loads(mapped)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError, KeyError,
+            TypeError, OverflowError, struct.error, MemoryError) as e:  # damaged opcodes can ask for any size
         raise corrupt(path, f"unreadable pickle ({type(e).__name__}: {e})") from None
