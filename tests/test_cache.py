@@ -293,3 +293,71 @@ def test_open_cache_errors(tmp_path, reference):
         f.truncate(100)
     with pytest.raises(ValueError, match="poses.npy"):
         open_cache(out)
+
+
+def _lock_of(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+def _write_lock(out: Path, pid: int) -> Path:
+    import socket
+
+    lock = _lock_of(out)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
+    return lock
+
+
+def test_a_second_build_into_the_same_directory_fails_at_once(tmp_path, dataset, teacher):
+    out, seen = tmp_path / "cache", []
+
+    def second_build(index, count):  # runs while the first build holds the lock
+        if index == 0:
+            with pytest.raises(ValueError) as err:
+                build_cache(dataset, out, teacher, resume=True, **BUILD)
+            seen.append(str(err.value))
+
+    build_cache(dataset, out, teacher, on_chunk=second_build, **BUILD)
+    import socket
+
+    assert len(seen) == 1
+    assert seen[0].startswith(f"cache {out} is being built by pid {os.getpid()} on host {socket.gethostname()} since ")
+    assert f"(lock file {_lock_of(out)}); wait for it" in seen[0]
+    assert not _lock_of(out).exists() and (out / "meta.json").is_file()
+
+
+def test_the_lock_is_released_when_a_build_fails(tmp_path, dataset, teacher):
+    def die(index, count):
+        raise Killed
+
+    out = tmp_path / "cache"
+    with pytest.raises(Killed):
+        build_cache(dataset, out, teacher, on_chunk=die, **BUILD)
+    assert not _lock_of(out).exists()
+
+
+def test_a_live_owner_keeps_its_lock_even_with_resume(tmp_path, dataset, teacher):
+    out = tmp_path / "cache"
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = _write_lock(out, owner.pid)
+        before = lock.read_text()
+        for resume in (False, True):
+            with pytest.raises(ValueError, match=f"being built by pid {owner.pid} .*wait for it"):
+                build_cache(dataset, out, teacher, resume=resume, **BUILD)
+        assert lock.read_text() == before and not out.exists()
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_resume_takes_over_the_lock_of_a_dead_build(tmp_path, reference, dataset, teacher):
+    out = tmp_path / "cache"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(out, dead.pid)
+    with pytest.raises(ValueError, match=f"pid {dead.pid} .* no longer running; rerun with --resume"):
+        build_cache(dataset, out, teacher, **BUILD)
+    build_cache(dataset, out, teacher, resume=True, **BUILD)
+    assert_same_bytes(out, reference)
+    assert not _lock_of(out).exists()

@@ -13,6 +13,8 @@ objects are computed in a fixed order with a fixed batch composition, and after 
 index is added to `progress.json` (rewritten atomically). Stats and checksums are computed from the files
 at the end, meta.json is written, and the directory is renamed to `<out>`. A build killed at any moment
 and resumed recomputes only unrecorded chunks, so it ends with the same bytes as an uninterrupted one.
+While it runs, a build holds `<out>.lock` (its pid, host and start time): a second build into the same
+directory is refused at once; the lock of a killed build is taken over by a `resume` on the same host.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import json
 import logging
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +263,81 @@ def _run_chunks(partial: Path, state: dict, source, teacher, num_objects: int, n
                 on_chunk(k, len(chunks))
 
 
+def _owner_alive(owner: dict) -> bool | None:
+    """Whether the build that wrote a lock still runs: None when it ran on another host (cannot tell)."""
+    if owner.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _lock_error(out: Path, lock: Path, owner, alive: bool | None) -> ValueError:
+    if not isinstance(owner, dict) or not {"pid", "host", "started"} <= set(owner):
+        return ValueError(f"cache {out}: unreadable lock file {lock}; if no build is running, delete it")
+    who = f"pid {owner['pid']} on host {owner['host']} since {owner['started']} (lock file {lock})"
+    if alive is False:
+        return ValueError(f"cache {out}: an earlier build by {who} is no longer running; rerun with --resume "
+                          f"(resume=True) to take it over")
+    if alive is None:
+        return ValueError(f"cache {out} is being built by {who}; if that build is dead, delete the lock file "
+                          f"and rerun with --resume")
+    return ValueError(f"cache {out} is being built by {who}; wait for it to finish or build into another directory")
+
+
+def _acquire_lock(out: Path, resume: bool) -> Path:
+    """Create `<out>.lock` holding {pid, host, started}, or raise naming the build that holds it. With `resume`
+    the lock of a build that no longer runs on this host is taken over."""
+    lock = out.with_name(out.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = lock.with_name(f"{lock.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(mine))
+    try:
+        for _ in range(10):
+            try:
+                os.link(tmp, lock)  # atomic and exclusive, and the lock is never seen half-written
+                return lock
+            except FileExistsError:
+                pass
+            owner = _read_json(lock)
+            if owner is None and not lock.exists():
+                continue  # released meanwhile
+            alive = _owner_alive(owner) if isinstance(owner, dict) and "pid" in owner else True
+            if not (resume and alive is False):
+                raise _lock_error(out, lock, owner, alive)
+            # Take over: move the dead owner's lock aside; if what was moved is not that lock (another resume
+            # got there first and holds a fresh one), put it back. Then try again.
+            stale = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
+            try:
+                os.rename(lock, stale)
+            except FileNotFoundError:
+                continue
+            if _read_json(stale) == owner:
+                _log.warning("teacher cache: taking over the lock of pid %s on %s (started %s, no longer running)",
+                             owner["pid"], owner["host"], owner.get("started"))
+            else:
+                try:
+                    os.link(stale, lock)
+                except FileExistsError:
+                    pass
+            stale.unlink()
+        raise ValueError(f"cache {out}: could not take the lock file {lock} (other builds keep changing it)")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _release_lock(lock: Path) -> None:
+    owner = _read_json(lock)
+    if isinstance(owner, dict) and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        lock.unlink(missing_ok=True)
+
+
 def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=None, batch_size: int = 64,
                 chunk_size: int = 64, bins: int = 8, resume: bool = False, overwrite: bool = False,
                 progress: bool = True, on_chunk=None) -> Path:
@@ -270,7 +349,8 @@ def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=No
     ``resume`` an unfinished build of the same settings continues (its recorded chunk and batch sizes are
     kept so the bytes match); without it, it starts over. A finished cache with the same settings is left as
     it is ("already complete"); one with other settings is replaced only with ``overwrite``.
-    ``on_chunk(index, count)`` is called after each chunk is recorded.
+    ``on_chunk(index, count)`` is called after each chunk is recorded. A second build into ``out_dir`` while
+    this one runs raises ValueError (see the module docstring on `<out>.lock`).
     """
     for arg, value in (("num_views", num_views), ("batch_size", batch_size), ("chunk_size", chunk_size),
                        ("bins", bins)):
@@ -279,6 +359,16 @@ def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=No
     if len(dataset) == 0:
         raise ValueError("dataset: expected at least one object, got an empty dataset")
     out = Path(out_dir)
+    lock = _acquire_lock(out, resume)
+    try:
+        return _build_locked(dataset, out, teacher, num_views, view_source, batch_size, chunk_size, bins, resume,
+                             overwrite, progress, on_chunk)
+    finally:
+        _release_lock(lock)
+
+
+def _build_locked(dataset, out: Path, teacher, num_views, view_source, batch_size, chunk_size, bins, resume,
+                  overwrite, progress, on_chunk) -> Path:
     partial = out.with_name(out.name + ".partial")
     if view_source is None:
         view_source = RenderedViews(dataset, num_views, teacher.image_size, device=teacher.device)
