@@ -57,7 +57,7 @@ def _layout(head: dict, path):
         raise corrupt(path, f"bad PCD header ({type(e).__name__}: {e})") from None
     if not len(names) == len(sizes) == len(types) == len(counts) > 0:
         raise corrupt(path, "PCD header FIELDS/SIZE/TYPE/COUNT lengths differ")
-    if num < 0 or min(counts) < 1:
+    if num < 0 or min(counts) < 1 or max(counts) > 2**20:  # real fields hold at most a few hundred values
         raise corrupt(path, f"PCD header declares {num} points with COUNT {counts}")
     try:
         dtypes = [_TYPES[t, s] for t, s in zip(types, sizes)]

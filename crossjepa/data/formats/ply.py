@@ -228,10 +228,9 @@ def read_ply(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
         log.warning("%s: %d rows after the last element the header declares (from line %d) are ignored",
                     path, len(rows) - pos, line_numbers[pos])
     vertex = found.get("vertex")
-    scalars = {p for _, _, props in elements for p, _, item in props if item is None}
-    if vertex is None or not {"x", "y", "z"} <= set(vertex) & scalars:
+    declared = {p: t for name, _, props in elements if name == "vertex" for p, t, item in props if item is None}
+    if vertex is None or not {"x", "y", "z"} <= set(declared):
         raise ValueError(f"{path}: PLY has no vertex element with x y z properties")
-    declared = {p: t for name, _, props in elements if name == "vertex" for p, t, _ in props}
     vertices = np.stack([_as_declared(vertex[a], declared[a], path) for a in "xyz"], axis=1)
     for kind in _MESH_ELEMENTS:
         declared = next((count for name, count, _ in elements if name == kind), 0)
