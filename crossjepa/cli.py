@@ -109,7 +109,8 @@ def _add_cache(sub) -> None:
     p.add_argument("--data", help="dataset spec: a path or synthetic:N")
     p.add_argument("--out", help="cache directory to build")
     p.add_argument("--verify", metavar="DIR", help="recompute the checksums of a finished cache")
-    p.add_argument("--teacher", default="vit_base_patch14_dinov2", help="timm model name")
+    p.add_argument("--teacher", help="timm model name (default: tf_efficientnet_lite0, ImageNet weights "
+                   "installed offline by pip; e.g. vit_base_patch14_dinov2 with --teacher-weights)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--teacher-weights", help="local .safetensors/.pth weights for the teacher")
     w.add_argument("--teacher-random-init", action="store_true", help="random teacher (tests, offline demo only)")

@@ -38,7 +38,7 @@ def run_render(args) -> None:
 
 
 def run_cache(args) -> None:
-    from .teacher import build_cache, load_teacher, verify_cache
+    from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, verify_cache
 
     if args.verify:
         verify_cache(args.verify)
@@ -52,8 +52,8 @@ def run_cache(args) -> None:
     device = resolve_device(args.device)
     dataset = open_dataset(args.data, split="train", num_points=args.num_points)
     size = {"image_size": args.image_size} if args.image_size else {}  # default: load_teacher's (224)
-    teacher = load_teacher(args.teacher, weights=args.teacher_weights, random_init=args.teacher_random_init,
-                           pooling=args.pooling, device=device, **size)
+    teacher = load_teacher(args.teacher or DEFAULT_TEACHER, weights=args.teacher_weights,
+                           random_init=args.teacher_random_init, pooling=args.pooling, device=device, **size)
     view_source = None
     if args.views_dir:
         from .data.views_on_disk import ViewsOnDisk

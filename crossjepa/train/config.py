@@ -94,6 +94,9 @@ class TrainConfig:
     # checkpoint with one line naming the step and the last good checkpoint. "skip": training goes on, and
     # metrics.jsonl counts the skipped steps.
     nonfinite: Literal["stop", "skip"] = "stop"
+    # Objects kept out of training (seeded); after every epoch the model's R^2 on their cached views goes to
+    # heldout.jsonl beside that of a constant predictor. 0 trains on everything.
+    heldout_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         from ..models.config import PRESETS
@@ -116,6 +119,9 @@ class TrainConfig:
         _choice("loader", self.loader, LOADERS)
         _choice("loss", self.loss, LOSSES)
         _choice("nonfinite", self.nonfinite, NONFINITE)
+        if isinstance(self.heldout_fraction, bool) or not isinstance(self.heldout_fraction, (int, float)) \
+                or not 0 <= self.heldout_fraction < 0.5:
+            raise ValueError(f"heldout_fraction: expected a number in [0, 0.5), got {self.heldout_fraction!r}")
         if not isinstance(self.optim, OptimConfig):
             raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -23,6 +23,7 @@ from ..atomic import write_text
 from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                          save_weights, set_rng_state)
 from .config import TrainConfig
+from .heldout import ObjectSubset, heldout_scores, split_heldout
 from .distributed import DistInfo, barrier, close_distributed, init_distributed
 from .plots import plot_loss_curve
 from .step import TrainStep
@@ -74,13 +75,15 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, 
 
 class CacheBatcher:
     """Slices the memory-mapped teacher cache for a batch: V' random views per object, poses rotated with the
-    points' augmentation so the condition still describes the same image."""
+    points' augmentation so the condition still describes the same image. A batch's "index" numbers the
+    training objects; `ids` maps it to cache rows (None: the same numbering)."""
 
-    def __init__(self, cache, views_per_object: int, generator: torch.Generator, device: torch.device):
+    def __init__(self, cache, views_per_object: int, generator: torch.Generator, device: torch.device,
+                 ids: np.ndarray | None = None):
         if not 1 <= views_per_object <= cache.num_views:
             raise ValueError(f"views_per_object: expected 1..{cache.num_views} (views in the cache), "
                              f"got {views_per_object}")
-        self.cache, self.k, self.gen, self.device = cache, views_per_object, generator, device
+        self.cache, self.k, self.gen, self.device, self.ids = cache, views_per_object, generator, device, ids
         self.mean = torch.as_tensor(np.asarray(cache.target_mean), dtype=torch.float32, device=device)
         self.std = torch.as_tensor(np.asarray(cache.target_std), dtype=torch.float32, device=device)
 
@@ -88,6 +91,8 @@ class CacheBatcher:
         b, v = index.numel(), self.cache.num_views
         views = torch.rand(b, v, generator=self.gen).argsort(dim=1)[:, : self.k]  # (B, V') distinct views
         rows = index.cpu().numpy()
+        if self.ids is not None:
+            rows = self.ids[rows]
         pick = (np.arange(b)[:, None], views.numpy())  # whole rows are read (contiguous), then V' views kept
         emb = torch.from_numpy(np.asarray(self.cache.embeddings[rows])[pick])
         poses = torch.from_numpy(np.asarray(self.cache.poses[rows])[pick])
@@ -138,10 +143,12 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         log.info("model: %s", describe(model))
         write_text(out / "config.yaml", dump_yaml(cfg))
 
-    if cfg.batch_size > len(dataset):
-        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the dataset ({len(dataset)} objects)")
-    # Each rank takes its share of every global batch; "index" stays global, so it slices the cache directly.
-    loader = make_loader(dataset, cfg.batch_size // dist_info.world_size, backend=cfg.loader, shuffle=True,
+    train_ids, heldout_ids = split_heldout(len(dataset), cfg.heldout_fraction, cfg.seed)
+    if cfg.batch_size > len(train_ids):
+        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the training objects ({len(train_ids)})")
+    # Each rank takes its share of every global batch; "index" numbers the training objects, and the batcher
+    # maps it back to the dataset's (and the cache's) numbering.
+    loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size, backend=cfg.loader, shuffle=True,
                          augment=cfg.augment, num_points=cfg.num_points or model.config.tokenizer.num_points,
                          seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
                          rank=dist_info.rank, world_size=dist_info.world_size)
@@ -152,14 +159,14 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
 
     opt, sched = build_optimizer(model, cfg, total_steps, device)
     view_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + dist_info.rank)
-    batcher = CacheBatcher(cache, cfg.views_per_object, view_gen, device)
+    batcher = CacheBatcher(cache, cfg.views_per_object, view_gen, device, train_ids)
     train_model = model
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     step = 0
-    metrics_path = out / "metrics.jsonl"
+    metrics_path, heldout_path = out / "metrics.jsonl", out / "heldout.jsonl"
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None and dist_info.is_main:
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
@@ -172,9 +179,11 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         step = state["step"]
         if dist_info.is_main:
             _truncate_metrics(metrics_path, step)
+            _truncate_metrics(heldout_path, step)
             log.info("resumed from %s (step %d)", ckpt, step)
-    elif dist_info.is_main and metrics_path.exists():
-        metrics_path.unlink()
+    elif dist_info.is_main:
+        metrics_path.unlink(missing_ok=True)
+        heldout_path.unlink(missing_ok=True)
 
     train_step = TrainStep(train_model, opt, sched, loss=cfg.loss, grad_clip=cfg.optim.grad_clip, amp=cfg.amp,
                            device=device)
@@ -202,6 +211,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
                 _log_metrics(metrics_path, step, epoch, stats, sched, cfg, t_log, bar, dist_info)
                 train_step.reset()
                 t_log = time.perf_counter()
+            if dist_info.is_main and len(heldout_ids) and (step % steps_per_epoch == 0 or step == total_steps):
+                _log_heldout(heldout_path, step, epoch, model, dataset, heldout_ids, batcher, device, bar)
             if checkpoint_now:
                 _checkpoint(out, step, model, opt, sched, view_gen, dist_info)
             if step >= total_steps:
@@ -237,6 +248,16 @@ def _log_metrics(path, step, epoch, stats, sched, cfg, t_start, bar, dist_info) 
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     bar.set_postfix(loss=f"{stats.loss:.4f}")
+
+
+def _log_heldout(path, step, epoch, model, dataset, ids, batcher, device, bar) -> None:
+    # Own RNG state: a random FPS start must not shift the training streams (resume stays bit-exact).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        scores = heldout_scores(model, dataset, ids, batcher.cache, batcher.mean, batcher.std,
+                                model.config.tokenizer.num_points)
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "epoch": epoch, "objects": len(ids), **scores}) + "\n")
+    bar.set_postfix(heldout_r2=f"{scores['r2']:.3f}")
 
 
 def _checkpoint(out, step, model, opt, sched, view_gen, dist_info) -> None:

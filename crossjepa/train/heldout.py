@@ -1,0 +1,67 @@
+"""How much of the teacher target the model explains on objects it never trained on.
+
+Pretraining keeps a seeded fraction of the objects out of its batches; after every epoch the model predicts
+every cached view of those objects (no augmentation) and we log, in the standardised target space the loss
+uses: R^2 (1 - residual / total sum of squares, pooled over dimensions), the mean cosine similarity, and the R^2
+of the constant predictor that always outputs the cache mean (0 in that space), the baseline a model must
+beat to have learned anything object-specific.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..eval.features import subsample
+from ..models.loss import standardize
+
+
+class ObjectSubset(torch.utils.data.Dataset):
+    """The objects `ids` of `dataset`, renumbered 0..len-1 (`ids[i]` is the original index)."""
+
+    def __init__(self, dataset, ids) -> None:
+        self.dataset, self.ids = dataset, np.asarray(ids, dtype=np.int64)
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i) -> dict:
+        return self.dataset[int(self.ids[i])]
+
+
+def split_heldout(num_objects: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, held-out ids), both sorted; a seeded `fraction` of the objects is held out (at least one
+    when fraction > 0, never all)."""
+    count = min(num_objects - 1, max(1, round(fraction * num_objects))) if fraction > 0 else 0
+    held = np.sort(np.random.default_rng([seed, 7919]).permutation(num_objects)[:count])
+    return np.setdiff1d(np.arange(num_objects), held), held
+
+
+@torch.no_grad()
+def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean: torch.Tensor,
+                   std: torch.Tensor, num_points: int, batch_size: int = 32) -> dict:
+    """{"r2", "cosine", "const_r2"} of `model`'s predictions for every cached view of objects `ids`."""
+    device = mean.device
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(0)  # the same point subsample at every evaluation
+    targets, preds = [], []
+    try:
+        for start in range(0, len(ids), batch_size):
+            rows = ids[start:start + batch_size]
+            points = torch.stack([subsample(torch.as_tensor(dataset[int(i)]["points"], dtype=torch.float32),
+                                            num_points, generator) for i in rows])
+            poses = torch.from_numpy(np.asarray(cache.poses[rows])).to(device)
+            hist = torch.from_numpy(np.asarray(cache.histograms[rows])).to(device)
+            goal = standardize(torch.from_numpy(np.asarray(cache.embeddings[rows])).to(device), mean, std)
+            pred = model(points.to(device), poses, hist).float()
+            targets.append(goal.reshape(-1, goal.shape[-1]).double().cpu())
+            preds.append(pred.reshape(-1, pred.shape[-1]).double().cpu())
+    finally:
+        model.train(was_training)
+    y, p = torch.cat(targets), torch.cat(preds)
+    total = ((y - y.mean(0)) ** 2).sum()
+    return {"r2": float(1 - ((y - p) ** 2).sum() / total), "const_r2": float(1 - (y ** 2).sum() / total),
+            "cosine": float(torch.nn.functional.cosine_similarity(p, y, dim=-1).mean())}
+
