@@ -20,9 +20,7 @@ from crossjepa.data.formats.pcd import read_pcd
 from crossjepa.data.formats.ply import read_ply
 from crossjepa.data.formats.pointfiles import read_cloud_file
 
-plyfile = pytest.importorskip("plyfile")
-trimesh = pytest.importorskip("trimesh")
-pypcd4 = pytest.importorskip("pypcd4")
+trimesh = pytest.importorskip("trimesh")  # the [mesh] extra; plyfile and pypcd4 are imported where used
 
 REAL = Path(__file__).parent / "data" / "real"
 
@@ -86,6 +84,7 @@ def assert_on_surface(points, corners, rel=1e-6):
 # ---- PLY vs plyfile ----------------------------------------------------------------------------------------
 
 def plyfile_mesh(path):
+    plyfile = pytest.importorskip("plyfile")
     data = plyfile.PlyData.read(str(path))
     v = data["vertex"]
     vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64)
@@ -111,6 +110,7 @@ def test_ply_matches_plyfile(name):
 def test_ascii_ply_with_undeclared_values_reads_like_its_binary_twin(caplog):
     """The issue's case: face rows carry more values than the header declares. plyfile refuses the file; we
     read the declared properties (as trimesh does) and say so, and get the binary file's exact mesh."""
+    plyfile = pytest.importorskip("plyfile")
     path = real("trimesh/fuze_ascii.ply")
     with pytest.raises(Exception):
         plyfile.PlyData.read(str(path))
@@ -129,6 +129,7 @@ def test_ascii_ply_with_undeclared_values_reads_like_its_binary_twin(caplog):
 def test_ply_tristrips_written_by_plyfile(tmp_path):
     """A tristrips PLY (written by plyfile, ascii and binary): strips are triangulated with alternating winding,
     -1 restarts a strip, and the samples cover the strip's surface."""
+    plyfile = pytest.importorskip("plyfile")
     grid = np.array([(x, y, 0.0) for y in (0, 1) for x in range(4)], dtype=np.float32)  # 2 x 4 vertices
     vertex = np.array([tuple(p) for p in grid], dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     strip = np.empty(1, dtype=[("vertex_indices", "O")])
@@ -192,6 +193,7 @@ PCD_FILES = ["bun0.pcd", "curve3d.pcd", "colored_cloud.pcd", "office1_keypoints.
 
 
 def pypcd4_points(path):
+    pypcd4 = pytest.importorskip("pypcd4")
     xyz = pypcd4.PointCloud.from_path(str(path)).numpy(("x", "y", "z")).astype(np.float32)
     return xyz[np.isfinite(xyz).all(axis=1)]
 
@@ -205,6 +207,7 @@ def test_pcd_matches_pypcd4(name):
 def test_pcd_binary_compressed_with_nan_written_by_pypcd4(tmp_path):
     """An organised cloud with NaN holes and several field types, written binary_compressed by pypcd4 (an
     independent LZF writer): the same points, NaN rows dropped, as for ascii and binary."""
+    pypcd4 = pytest.importorskip("pypcd4")
     rng = np.random.default_rng(0)
     n = 40 * 30
     xyz = rng.normal(size=(n, 3)).astype(np.float32) * 50
