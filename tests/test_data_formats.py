@@ -124,7 +124,7 @@ def class_tree(tmp_path, rng):
 
 def test_class_folder_sizes_labels_classes(class_tree):
     root, sources = class_tree
-    ds = open_dataset(root)
+    ds = open_dataset(root, up_axis="y")
     assert ds.classes == ["chair", "lamp", "sofa", "table"]
     assert ds.split == "train" and len(ds) == 9
     assert ds.names[:3] == ["chair/c1.pcd", "chair/c2.pcd", "chair/c3.pcd"]
@@ -135,7 +135,7 @@ def test_class_folder_sizes_labels_classes(class_tree):
         assert item["label"] == ds.classes.index(cls)
         np.testing.assert_allclose(item["points"].numpy(), normalised(sources[cls, "train", file]), atol=2e-6)
         assert_normalised(item["points"])
-    test = open_dataset(root, split="test")
+    test = open_dataset(root, split="test", up_axis="y")
     assert test.classes == ds.classes and len(test) == 2 and list(test.labels) == [0, 3]
     assert test[0]["points"].shape == (222, 3)
 
@@ -150,7 +150,7 @@ def test_pcd_nan_points_are_dropped(tmp_path, rng):
     points[[3, 40]] = np.nan
     (tmp_path / "a" / "train").mkdir(parents=True)
     write_pcd(tmp_path / "a" / "train" / "x.pcd", points)
-    ds = open_dataset(tmp_path, normalize=False)
+    ds = open_dataset(tmp_path, normalize=False, up_axis="y")
     np.testing.assert_array_equal(ds[0]["points"].numpy(), np.delete(points, [3, 40], axis=0))
 
 
@@ -164,7 +164,7 @@ def test_mesh_area_weighted_surface_sampling(tmp_path, kind):
     else:
         faces = BOX_QUADS[:-1] + [[1, 5, 7], [1, 7, 3]]
         write_ply(folder / "m.ply", BOX_VERTICES, faces, fmt="ascii" if kind == "ply-ascii" else "binary_little_endian")
-    raw = open_dataset(tmp_path, normalize=False)
+    raw = open_dataset(tmp_path, normalize=False, up_axis="y")
     points = raw[0]["points"].numpy().astype(np.float64)
     assert points.shape == (8192, 3)
     lo, hi = np.array([0, 0, 0]), np.array([2, 1, 1])
@@ -172,8 +172,8 @@ def test_mesh_area_weighted_surface_sampling(tmp_path, kind):
     assert on_face.any(axis=1).all() and (points >= lo - 1e-6).all() and (points <= hi + 1e-6).all()
     # area weighting: the two x faces are 2 of the box's 10 units of area
     assert on_face[:, 0].mean() == pytest.approx(0.2, abs=0.03)
-    np.testing.assert_array_equal(open_dataset(tmp_path, normalize=False)[0]["points"].numpy(), points)
-    other_seed = open_dataset(tmp_path, normalize=False, seed=1)[0]["points"].numpy()
+    np.testing.assert_array_equal(open_dataset(tmp_path, normalize=False, up_axis="y")[0]["points"].numpy(), points)
+    other_seed = open_dataset(tmp_path, normalize=False, seed=1, up_axis="y")[0]["points"].numpy()
     assert not np.array_equal(other_seed, points)
     sized = open_dataset(tmp_path, num_points=500)[0]["points"]
     assert sized.shape == (500, 3)
@@ -185,14 +185,14 @@ def test_num_points_subsample_and_pad(tmp_path, rng):
     big, small = cloud(rng, 100), cloud(rng, 30)
     np.save(tmp_path / "a" / "train" / "big.npy", big)
     np.save(tmp_path / "a" / "train" / "small.npy", small)
-    full = open_dataset(tmp_path)
-    ds = open_dataset(tmp_path, num_points=64)
+    full = open_dataset(tmp_path, up_axis="y")
+    ds = open_dataset(tmp_path, num_points=64, up_axis="y")
     sub = ds[0]["points"].numpy()
     assert sub.shape == (64, 3)
     rows = {tuple(r) for r in full[0]["points"].numpy().tolist()}
     assert all(tuple(r) in rows for r in sub.tolist()) and len({tuple(r) for r in sub.tolist()}) == 64
-    np.testing.assert_array_equal(open_dataset(tmp_path, num_points=64)[0]["points"].numpy(), sub)
-    assert not np.array_equal(open_dataset(tmp_path, num_points=64, seed=3)[0]["points"].numpy(), sub)
+    np.testing.assert_array_equal(open_dataset(tmp_path, num_points=64, up_axis="y")[0]["points"].numpy(), sub)
+    assert not np.array_equal(open_dataset(tmp_path, num_points=64, seed=3, up_axis="y")[0]["points"].numpy(), sub)
     padded = ds[1]["points"].numpy()
     np.testing.assert_array_equal(padded, full[1]["points"].numpy()[np.arange(64) % 30])
 
@@ -201,7 +201,7 @@ def test_normalize_off_returns_raw_coordinates(tmp_path, rng):
     (tmp_path / "a" / "train").mkdir(parents=True)
     points = cloud(rng, 50)
     np.save(tmp_path / "a" / "train" / "x.npy", points)
-    np.testing.assert_array_equal(open_dataset(tmp_path, normalize=False)[0]["points"].numpy(), points)
+    np.testing.assert_array_equal(open_dataset(tmp_path, normalize=False, up_axis="y")[0]["points"].numpy(), points)
 
 
 # ---- benchmark layouts -----------------------------------------------------------------------------------

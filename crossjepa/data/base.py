@@ -8,6 +8,9 @@ Per cloud, in this order:
 1. non-finite coordinates or an empty cloud are an error naming where the cloud came from;
 2. normalisation (default): centre on the centroid, scale so the farthest point is at distance 1. It is done
    on the whole stored cloud, so the scale does not depend on ``num_points``;
+2b. the source's up axis is turned onto +y, crossjepa's world up (the renderer's cameras orbit y, the
+   augmentation spins about y): ``up_axis`` "z" (ModelNet's meshes) maps (x, y, z) -> (x, z, -y), "x" maps
+   (x, y, z) -> (-y, x, z); both are rotations, so shapes and handedness are kept;
 3. ``num_points`` (None keeps the stored cloud):
    - more points than asked: the first ``num_points`` of a fixed permutation drawn from ``(seed, index)``, or
      the prefix when the source is stored in farthest-point order (Point-MAE's .dat, our packed format), since
@@ -28,6 +31,9 @@ import torch
 from torch.utils.data import Dataset
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
+UP_AXES = ("x", "y", "z")
+_TO_Y_UP = {"x": np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], np.float32),
+            "z": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float32)}  # rows: new x, y, z
 
 
 class CorruptFileError(ValueError):
@@ -73,8 +79,11 @@ class PointCloudDataset(Dataset):
     kind = "points"
     fps_ordered = False  # stored clouds are in farthest-point order: subsample by prefix
 
+    up_axis = "y"  # the stored clouds' up axis; a reader whose layout has another convention sets its own
+
     def __init__(self, names: Sequence[str], labels, classes: Optional[Sequence[str]], split: str, *,
-                 num_points: Optional[int] = None, normalize: bool = True, seed: int = 0):
+                 num_points: Optional[int] = None, normalize: bool = True, seed: int = 0,
+                 up_axis: Optional[str] = None):
         self.names = list(names)
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if len(self.labels) != len(self.names):
@@ -85,6 +94,11 @@ class PointCloudDataset(Dataset):
         self.normalize = bool(normalize)
         self.normalized = self.normalize  # clouds come out normalised (packed data: as recorded when packed)
         self.seed = int(seed)
+        if up_axis is not None:
+            if up_axis not in UP_AXES:
+                raise ValueError(f"up_axis: expected one of {', '.join(UP_AXES)} (or None: the format's own), "
+                                 f"got {up_axis!r}")
+            self.up_axis = up_axis
         self._fingerprint = None
 
     def __len__(self) -> int:
@@ -119,6 +133,8 @@ class PointCloudDataset(Dataset):
         if not np.isfinite(points).all():
             raise ValueError(f"{self.where(i)}: non-finite coordinates")
         points = normalize_cloud(points) if self.normalize else points.astype(np.float32)
+        if self.up_axis != "y":
+            points = points @ _TO_Y_UP[self.up_axis].T
         if self.num_points is not None:
             idx = resample_indices(len(points), self.num_points, (self.seed, i), self.fps_ordered)
             if idx is not None:
@@ -135,7 +151,7 @@ class PointCloudDataset(Dataset):
         read per cloud is left out, so a cache built from 2048-point renders matches the same data read at 1024."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            head = {"kind": self.kind, "split": self.split,
+            head = {"kind": self.kind, "split": self.split, "up_axis": self.up_axis,
                     "normalize": self.normalize, "seed": self.seed, "classes": self.classes, "names": self.names}
             h.update(json.dumps(head, sort_keys=True).encode())
             h.update(self.labels.tobytes())

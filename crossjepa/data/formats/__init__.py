@@ -54,6 +54,8 @@ def _open_folder(root: Path, split: str, **options):
 
     for candidate in (root, root / split):
         if packed.is_packed(candidate):
+            if options["up_axis"] not in (None, "y"):
+                raise ValueError(f"up_axis: {candidate} is packed, stored y-up already; got {options['up_axis']!r}")
             return packed.PackedDataset(candidate, split=split, num_points=options["num_points"])
     if shapenet.find(root):
         return shapenet.open_shapenet(root, split, **options)
@@ -70,20 +72,25 @@ def _open_folder(root: Path, split: str, **options):
     raise ValueError(f"{root}: unknown dataset layout; looked for {'; '.join(LAYOUTS)}")
 
 
-def open_dataset(spec, split: str = "train", num_points=None, *, normalize: bool = True, seed: int = 0):
+def open_dataset(spec, split: str = "train", num_points=None, *, normalize: bool = True, seed: int = 0,
+                 up_axis=None):
     """Open a data spec: "synthetic:N" (N procedural labelled shapes) or a path (format detected, see module
     doc). ``num_points``: None keeps stored clouds (meshes: base.DEFAULT_MESH_POINTS samples), else every
     cloud is resampled to it as described in crossjepa/data/base.py. Packed data is returned as stored
-    (normalised when packed), so ``normalize`` does not apply to it."""
+    (normalised when packed), so ``normalize`` does not apply to it. ``up_axis`` ("x", "y", "z"; None: the
+    format's convention, z for class folders, y elsewhere) is turned onto crossjepa's +y up; packed data is
+    stored that way already."""
     if not isinstance(split, str) or not split:
         raise ValueError(f"split: expected a non-empty string such as 'train' or 'test', got {split!r}")
     num_points = check_num_points(num_points)
     if isinstance(spec, str) and spec.startswith("synthetic:"):
+        if up_axis not in (None, "y"):
+            raise ValueError(f"up_axis: synthetic shapes are generated y-up; got {up_axis!r}")
         return _synthetic(spec, split, num_points, seed)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"spec: expected 'synthetic:N' or a path, got {type(spec).__name__}")
     path = Path(spec).expanduser()
-    options = {"num_points": num_points, "normalize": normalize, "seed": seed}
+    options = {"num_points": num_points, "normalize": normalize, "seed": seed, "up_axis": up_axis}
     if path.is_file():
         return _open_file(path, split, **options)
     if path.is_dir():

@@ -59,4 +59,6 @@ def open_class_folder(root: Path, split: str, **options) -> FileDataset:
     if not files:
         raise ValueError(f"{root}: no point or mesh files for split {split!r} "
                          f"(looked for <class>/{split}/*{{{','.join(EXTENSIONS)}}})")
+    # The layout is ModelNet's, whose meshes are z-up: unless told otherwise, read them as z-up.
+    options["up_axis"] = options.get("up_axis") or "z"
     return FileDataset(files, names, labels, classes, split, kind="class-folder", **options)
