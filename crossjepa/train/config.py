@@ -119,9 +119,7 @@ class TrainConfig:
         _choice("loader", self.loader, LOADERS)
         _choice("loss", self.loss, LOSSES)
         _choice("nonfinite", self.nonfinite, NONFINITE)
-        if isinstance(self.heldout_fraction, bool) or not isinstance(self.heldout_fraction, (int, float)) \
-                or not 0 <= self.heldout_fraction < 0.5:
-            raise ValueError(f"heldout_fraction: expected a number in [0, 0.5), got {self.heldout_fraction!r}")
+        _float("heldout_fraction", self.heldout_fraction, 0.0, 0.5, high_open=True)
         if not isinstance(self.optim, OptimConfig):
             raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
