@@ -46,6 +46,9 @@ def _add_probe(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="model.safetensors written by pretrain")
     src.add_argument("--random-init", action="store_true", help="a random-init encoder (the baseline)")
+    src.add_argument("--teacher-cache", metavar="DIR", help="the teacher ceiling: probe the teacher's own "
+                     "view-averaged embeddings from this cache (built from --data)")
+    p.add_argument("--test-cache", metavar="DIR", help="with --teacher-cache: the test split's cache")
     p.add_argument("--preset", default="default", help="model preset for --random-init")
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (mean +- std)")

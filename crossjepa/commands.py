@@ -87,11 +87,17 @@ def run_pretrain(args) -> None:
 
 
 def run_probe(args) -> None:
-    from .eval.probe_run import probe_checkpoint
+    from .eval.probe_run import probe_checkpoint, probe_teacher_cache
 
-    report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
-                           preset=args.preset, seeds=args.seeds, folds=args.folds, num_points=args.num_points,
-                           device=args.device, progress=not args.quiet)
+    if args.test_cache and not args.teacher_cache:
+        raise ValueError("--test-cache: expected only together with --teacher-cache")
+    if args.teacher_cache:
+        report = probe_teacher_cache(args.data, args.teacher_cache, test_cache=args.test_cache, seeds=args.seeds,
+                                     folds=args.folds)
+    else:
+        report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
+                                  preset=args.preset, seeds=args.seeds, folds=args.folds,
+                                  num_points=args.num_points, device=args.device, progress=not args.quiet)
     from .atomic import write_json
 
     write_json(Path(args.out), report)

@@ -137,3 +137,15 @@ def probe_encoder(model, train_set, test_set=None, *, seeds=(0, 1, 2), folds: in
         cs += result["C"]
         cv += result["cv_accuracy"]
     return _summary(per_seed, cs, cv, seeds, folds, **extra)
+
+
+def probe_teacher(cache, labels, test_cache=None, test_labels=None, *, seeds=(0, 1, 2), folds: int = 5,
+                  Cs=DEFAULT_CS) -> dict:
+    """The teacher ceiling: the same probe on the teacher's own embeddings, averaged over each object's cached
+    views (what a student that reproduced the teacher perfectly would carry). Without `test_cache`, nested
+    CV on `cache`. -> the `linear_probe` dict."""
+    x = np.asarray(cache.embeddings, dtype=np.float32).mean(axis=1)
+    if test_cache is None:
+        return cross_validated_probe(x, labels, seeds, folds, Cs)
+    test_x = np.asarray(test_cache.embeddings, dtype=np.float32).mean(axis=1)
+    return linear_probe(x, labels, test_x, test_labels, seeds, folds, Cs)

@@ -6,6 +6,7 @@ test split; sources without a test split (e.g. the ModelNet10 training split alo
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .probe import probe_encoder
@@ -42,6 +43,35 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
                    "train_objects": len(train_ds), "test_objects": None if test_ds is None else len(test_ds),
                    "classes": getattr(train_ds, "classes", None)})
     return report
+
+
+def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None, seeds: int = 3,
+                        folds: int = 5) -> dict:
+    """`crossjepa probe --teacher-cache`: the teacher ceiling, the same protocol on the teacher's own
+    view-averaged embeddings (`test_cache`: the test split's cache; without it, nested CV on train)."""
+    from ..data import open_dataset
+    from ..teacher import open_cache
+    from .probe import probe_teacher
+
+    def opened(path, split):
+        dataset, teacher_cache = open_dataset(data, split=split), open_cache(path)
+        teacher_cache.check_dataset(dataset)
+        return teacher_cache, dataset_labels(dataset)
+
+    train_cache, train_y = opened(cache, "train")
+    test = opened(test_cache, "test") if test_cache else (None, None)
+    report = probe_teacher(train_cache, train_y, *test, seeds=tuple(range(seeds)), folds=folds)
+    report.update({"protocol": protocol(folds, seeds, test_cache is not None), "encoder":
+                   f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
+                   "data": data, "train_objects": len(train_y)})
+    return report
+
+
+def dataset_labels(dataset) -> np.ndarray:
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [dataset[i]["label"] for i in range(len(dataset))]
+    return np.asarray(labels, dtype=np.int64)
 
 
 def open_test_split(data: str, num_points=None):
