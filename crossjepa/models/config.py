@@ -61,9 +61,13 @@ class EncoderConfig:
     depth: int = 6
     mlp_ratio: float = 2.5
     drop_path: float = 0.1
+    readout_layers: int = 1  # probe/embed features: pooled patch tokens averaged over the last N blocks
 
     def __post_init__(self) -> None:
-        _positive("encoder", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio)
+        _positive("encoder", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio,
+                  readout_layers=self.readout_layers)
+        if self.readout_layers > self.depth:
+            raise ValueError(f"encoder.readout_layers: expected at most depth={self.depth}, got {self.readout_layers}")
         if self.width % self.heads:
             raise ValueError(f"encoder.heads: expected a divisor of width {self.width}, got {self.heads}")
         if not 0.0 <= self.drop_path < 1.0:

@@ -30,19 +30,29 @@ class PointEncoder(nn.Module):
 
     def forward(self, points: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, P, 3) -> output tokens (B, 1 + G, W), cls first. `generator` drives a random FPS start."""
+        return self.layer_outputs(points, generator, 1)[-1]
+
+    def layer_outputs(self, points: torch.Tensor, generator: torch.Generator | None = None,
+                      last: int = 1) -> list[torch.Tensor]:
+        """The last `last` blocks' outputs, each through the final norm: a list of (B, 1 + G, W)."""
         with record_function("tokenizer"):  # profiler ranges (crossjepa profile's per-stage breakdown)
             patches, centers = self.tokenizer(points, generator)
         with record_function("encoder"):
             b = patches.shape[0]
             x = torch.cat([self.cls_token.expand(b, -1, -1), patches], dim=1)
             pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.pos_embed(centers)], dim=1)
-            for block in self.blocks:
+            outputs = []
+            for i, block in enumerate(self.blocks):
                 x = block(x + pos)
-            return self.norm(x)
+                if i >= len(self.blocks) - last:
+                    outputs.append(self.norm(x))
+            return outputs
 
     def features(self, points: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Probe features (B, 2W): concat(max, mean) over the G patch tokens.
+        """Probe features (B, 2W): concat(max, mean) over the G patch tokens, averaged over the last
+        `readout_layers` blocks' outputs.
 
         The cls token is left out, so the features pool only tokens computed from the points themselves."""
-        patches = self(points, generator)[:, 1:]
+        layers = self.layer_outputs(points, generator, self.cfg.readout_layers)
+        patches = torch.stack(layers).mean(dim=0)[:, 1:]
         return torch.cat([patches.amax(dim=1), patches.mean(dim=1)], dim=-1)
