@@ -46,10 +46,12 @@ class Tokenizer(nn.Module):
         if points.shape[1] < need:
             raise ValueError(f"points: expected at least {need} points per cloud, got {points.shape[1]}")
         start = "random" if self.cfg.fps_start == "random" else 0
+        # No NaN/Inf scan here: it is a host sync per op on the GPU; clouds are checked where they enter
+        # (readers, packing, the cache build), and the training loop guards the loss.
         with torch.no_grad():
-            idx = farthest_point_sample(points, self.cfg.num_groups, start, generator=generator)
+            idx = farthest_point_sample(points, self.cfg.num_groups, start, generator=generator, check_finite=False)
         centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-        neighbourhoods, _ = group(points, centers, self.cfg.group_size)
+        neighbourhoods, _ = group(points, centers, self.cfg.group_size, check_finite=False)
         return centers, neighbourhoods
 
     def forward(self, points: torch.Tensor, generator: torch.Generator | None = None):
