@@ -14,6 +14,7 @@ from typing import Literal, Optional
 LOADERS = ("torch", "device", "dali")
 LOSSES = ("smooth_l1", "mse", "cosine")
 NONFINITE = ("stop", "skip")
+ROTATIONS = ("up", "so3", "none")
 
 
 def _int(name: str, value, minimum: int, optional: bool = False) -> None:
@@ -80,7 +81,8 @@ class TrainConfig:
     epochs: int = 100
     max_steps: Optional[int] = None  # overrides epochs when set
     num_points: Optional[int] = None  # points per cloud fed to the model; None -> the model's tokenizer setting
-    augment: bool = True
+    augment: bool = True  # rotation (below) and jitter; the cameras turn with the points
+    rotation: Literal["up", "so3", "none"] = "up"  # augmentation rotation: about the up axis (y), any, none
     loader: Literal["torch", "device", "dali"] = "torch"
     num_workers: Optional[int] = None  # torch loader workers; None -> min(4, CPUs)
     loss: Literal["smooth_l1", "mse", "cosine"] = "smooth_l1"
@@ -115,6 +117,7 @@ class TrainConfig:
         _int("num_workers", self.num_workers, 0, optional=True)
         _int("seed", self.seed, 0)
         _bool("augment", self.augment)
+        _choice("rotation", self.rotation, ROTATIONS)
         _bool("amp", self.amp)
         _choice("loader", self.loader, LOADERS)
         _choice("loss", self.loss, LOSSES)

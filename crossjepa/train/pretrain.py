@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
-from ..data.transforms import rotate_poses
+from ..data.transforms import AugmentConfig, rotate_poses
 from ..models import build
 from ..models.config import preset_config
 from ..teacher import open_cache
@@ -149,7 +149,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     # Each rank takes its share of every global batch; "index" numbers the training objects, and the batcher
     # maps it back to the dataset's (and the cache's) numbering.
     loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size, backend=cfg.loader, shuffle=True,
-                         augment=cfg.augment, num_points=cfg.num_points or model.config.tokenizer.num_points,
+                         augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
+                         num_points=cfg.num_points or model.config.tokenizer.num_points,
                          seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
                          rank=dist_info.rank, world_size=dist_info.world_size)
     steps_per_epoch = len(loader)
