@@ -148,7 +148,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the training objects ({len(train_ids)})")
     # Each rank takes its share of every global batch; "index" numbers the training objects, and the batcher
     # maps it back to the dataset's (and the cache's) numbering.
-    loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size, backend=cfg.loader, shuffle=True,
+    loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size,
+                         backend=cfg.loader, shuffle=True,
                          augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
                          num_points=cfg.num_points or model.config.tokenizer.num_points,
                          seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
