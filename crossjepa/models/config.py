@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 FPS_STARTS = ("zero", "random")
 CONDITIONINGS = ("token", "adaln", "both")
+PREDICTOR_INPUTS = ("tokens", "pooled")
 ROTATION_FORMATS = ("matrix", "6d")
 ROTATION_FRAMES = ("c2w", "w2c")
 
@@ -80,6 +81,8 @@ class PredictorConfig:
 
     conditioning: "token" adds the condition vector to the query token, "adaln" modulates every block's
     LayerNorms and residual gates (adaLN), "both" does both.
+    input: "tokens" reads every encoder output token; "pooled" reads only the encoder's probe features
+    (concat(max, mean) of its patch tokens), so what the predictor needs must be in what the probe reads.
     """
 
     width: int = 384
@@ -88,9 +91,11 @@ class PredictorConfig:
     mlp_ratio: float = 3.5
     drop_path: float = 0.0
     conditioning: str = "token"
+    input: str = "tokens"
 
     def __post_init__(self) -> None:
         _positive("predictor", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio)
+        _choice("predictor", "input", self.input, PREDICTOR_INPUTS)
         if self.width % self.heads:
             raise ValueError(f"predictor.heads: expected a divisor of width {self.width}, got {self.heads}")
         if not 0.0 <= self.drop_path < 1.0:

@@ -18,7 +18,9 @@ class CrossJEPA(nn.Module):
         self.config = config
         self.encoder = PointEncoder(config.tokenizer, config.encoder)
         self.conditioner = ViewConditioner(config.condition, config.predictor.width)
-        self.predictor = Predictor(config.predictor, config.encoder.width, config.teacher_dim)
+        self.pooled_input = config.predictor.input == "pooled"
+        in_width = 2 * config.encoder.width if self.pooled_input else config.encoder.width
+        self.predictor = Predictor(config.predictor, in_width, config.teacher_dim)
 
     def forward(self, points: torch.Tensor, poses: torch.Tensor, histograms: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -28,7 +30,10 @@ class CrossJEPA(nn.Module):
         The encoder runs once per object; the predictor runs on all B*V views in one batch."""
         if poses.ndim != 4 or poses.shape[0] != points.shape[0]:
             raise ValueError(f"poses: expected (B, V, 4, 4) with B = {points.shape[0]}, got {tuple(poses.shape)}")
-        tokens = self.encoder(points, generator)
+        if self.pooled_input:  # one token: exactly the features the probe reads
+            tokens = self.encoder.features(points, generator)[:, None]
+        else:
+            tokens = self.encoder(points, generator)
         with record_function("predictor"):  # profiler range (crossjepa profile); conditioning included
             return self.predictor(tokens, self.conditioner(poses, histograms))
 
