@@ -9,7 +9,8 @@ import pytest
 
 from crossjepa.cli import main
 
-COMMANDS = ["demo", "render", "cache", "pretrain", "probe", "pack", "bench", "profile"]
+COMMANDS = ["demo", "render", "cache", "pretrain", "probe", "pack", "bench", "profile", "finetune", "fewshot",
+            "embed"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -94,5 +95,27 @@ def test_probe_random_init_writes_report(tmp_path, capsys):
                  "--folds", "2", "--out", str(out), "--device", "cpu"])
     assert code == 0
     report = json.loads(out.read_text())
-    assert 0.0 <= report["accuracy"]["mean"] <= 1.0 and len(report["accuracy"]["per_seed"]) == 2
+    per_seed = report["accuracy"]["per_seed"]
+    assert len(per_seed) == 2 and report["accuracy"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert report["test_objects"] == 36 and report["encoder"] == "random-init (tiny)"
     assert "train split only" in report["protocol"]
+
+
+def test_probe_teacher_cache_is_the_same_protocol_on_view_averaged_embeddings(tmp_path):
+    from crossjepa.data import open_dataset
+    from crossjepa.eval.probe import cross_validated_probe
+    from crossjepa.teacher import build_cache, load_teacher, open_cache
+
+    data = "synthetic:72"  # 6 per class: nested 2-fold CV keeps at least 2 per class in every inner split
+    dataset = open_dataset(data, split="train")
+    teacher = load_teacher("test_vit", random_init=True, image_size=32)
+    cache = build_cache(dataset, tmp_path / "cache", teacher, num_views=3, progress=False)
+    out = tmp_path / "teacher.json"
+    assert main(["-q", "probe", "--data", data, "--teacher-cache", str(cache), "--seeds", "2", "--folds", "2",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    labels = np.array([dataset[i]["label"] for i in range(len(dataset))])
+    expected = cross_validated_probe(np.asarray(open_cache(cache).embeddings, np.float32).mean(1), labels,
+                                     seeds=(0, 1), folds=2)
+    assert report["accuracy"] == expected["accuracy"] and "nested CV" in report["protocol"]
+    assert report["encoder"].startswith("teacher test_vit")

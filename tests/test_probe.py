@@ -148,6 +148,8 @@ def test_probe_encoder_end_to_end(quiet):
     model = build("tiny")
     result = probe_encoder(model, Clouds(24, seed=1), Clouds(12, seed=2), seeds=(0, 1), folds=3, Cs=CS,
                            batch_size=12, progress=False)
-    assert len(result["accuracy"]["per_seed"]) == 2 and 0.0 <= result["accuracy"]["mean"] <= 1.0
+    per_seed = result["accuracy"]["per_seed"]
+    assert len(per_seed) == 2 and result["accuracy"]["mean"] == pytest.approx(np.mean(per_seed))
+    assert result["accuracy"]["std"] == pytest.approx(np.std(per_seed))
     nested = probe_encoder(model, Clouds(24, seed=1), seeds=(0,), folds=3, Cs=CS, batch_size=12, progress=False)
     assert len(nested["C_per_fold"]) == 1
