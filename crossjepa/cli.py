@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="offline end-to-end run on synthetic data (~minutes on a CPU)")
     d.add_argument("--out", default="demo_out", help="output directory")
     d.add_argument("--objects", type=int, default=600, help="synthetic training objects")
-    d.add_argument("--steps", type=int, default=300, help="pretraining steps")
+    d.add_argument("--steps", type=int, default=1200, help="pretraining steps")
     d.add_argument("--device", default="auto")
 
     r = sub.add_parser("render", help="write a PNG grid of rendered views for a few objects")

@@ -17,11 +17,11 @@ log = logging.getLogger("crossjepa.demo")
 
 # Small enough for ~10 minutes on 2 CPU cores, large enough for the probe to mean something.
 DEMO_POOLING = "cls"
-DEMO_IMAGE_SIZE = 224
+DEMO_IMAGE_SIZE = 160
 DEMO_VIEWS = 6
 
 
-def run_demo(out: Path, num_objects: int = 600, steps: int = 300, device: str = "auto",
+def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str = "auto",
              progress: bool = True, seeds: int = 3, test_objects: int = 400) -> dict:
     import torch
 

@@ -91,7 +91,7 @@ class PredictorConfig:
     mlp_ratio: float = 3.5
     drop_path: float = 0.0
     conditioning: str = "token"
-    input: str = "tokens"
+    input: str = "pooled"  # measured: the probe features then carry what the predictor uses
 
     def __post_init__(self) -> None:
         _positive("predictor", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio)
@@ -117,7 +117,10 @@ class ConditionConfig:
     rotation_format: str = "matrix"
     rotation_frame: str = "c2w"
     use_pose: bool = True
-    use_histogram: bool = True
+    # Off by default: our renderer colours a view by its surface normals, so the view's histogram describes the
+    # object's shape, and a predictor that reads it needs little from the encoder (measured: the encoder then
+    # learns less). Turn it on for renders whose colours the points cannot know (textured renders from disk).
+    use_histogram: bool = False
 
     def __post_init__(self) -> None:
         _positive("condition", histogram_bins=self.histogram_bins, hidden=self.hidden)
