@@ -28,7 +28,8 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     from .atomic import write_text
     from .data.synthetic import SyntheticShapes
     from .eval.probe import probe_encoder, probe_teacher
-    from .eval.probe_run import dataset_labels, protocol
+    from .eval.probe_run import protocol
+    from .eval.splits import dataset_labels
     from .models import build
     from .render import render_points, save_view_grid, sphere_poses
     from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, open_cache
@@ -108,7 +109,8 @@ def _print_table(report: dict, out: Path) -> None:
     print(f"  margin over random-init: {report['margin_points']:+.1f} points; {report['protocol']}")
     if report["heldout"]:
         h = report["heldout"]
-        print(f"  held-out R^2 of the predicted teacher embeddings: {h['r2']:.3f} (constant predictor {h['const_r2']:.3f})")
+        print(f"  held-out R^2 of the predicted teacher embeddings: {h['r2']:.3f} "
+              f"(constant predictor {h['const_r2']:.3f})")
     print(f"  wrote {out / 'report.json'}, {out / 'view_grid.png'}, {out / 'pretrain' / 'loss_curve.png'}"
           f" in {report['timings_s']['total_s']:.0f} s")
 

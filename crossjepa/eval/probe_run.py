@@ -6,7 +6,6 @@ test split; sources without a test split (e.g. the ModelNet10 training split alo
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .probe import probe_encoder
@@ -52,6 +51,7 @@ def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None,
     from ..data import open_dataset
     from ..teacher import open_cache
     from .probe import probe_teacher
+    from .splits import dataset_labels
 
     def opened(path, split):
         dataset, teacher_cache = open_dataset(data, split=split), open_cache(path)
@@ -65,13 +65,6 @@ def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None,
                    f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
                    "data": data, "train_objects": len(train_y)})
     return report
-
-
-def dataset_labels(dataset) -> np.ndarray:
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        labels = [dataset[i]["label"] for i in range(len(dataset))]
-    return np.asarray(labels, dtype=np.int64)
 
 
 def open_test_split(data: str, num_points=None):
