@@ -47,7 +47,7 @@ def run_cache(args) -> None:
     if not args.data or not args.out:
         raise ValueError("--data and --out are required to build a cache (or use --verify DIR)")
     from .data import open_dataset
-    from .train.pretrain import resolve_device
+    from .device import resolve_device
 
     device = resolve_device(args.device)
     dataset = open_dataset(args.data, split="train", num_points=args.num_points)

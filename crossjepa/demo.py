@@ -35,7 +35,8 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, open_cache
     from .train.checkpoint import load_pretrained
     from .train.config import OptimConfig, TrainConfig
-    from .train.pretrain import pretrain, resolve_device
+    from .device import resolve_device
+    from .train.pretrain import pretrain
 
     if num_objects < 50 or steps < 1 or test_objects < 12:
         raise ValueError("--objects: expected at least 50; --steps: expected at least 1; test objects: at least 12")

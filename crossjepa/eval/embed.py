@@ -98,7 +98,7 @@ def run_embed(data: str, checkpoint: str, out: str, *, split: str = "train", tok
               num_points: int | None = None, batch_size: int = 64, seed: int = 0, device="auto",
               progress: bool = True) -> dict[str, Path]:
     """`crossjepa embed`."""
-    from ..train.pretrain import resolve_device
+    from ..device import resolve_device
 
     dev = resolve_device(device)
     encoder = load_encoder(checkpoint, device=dev)

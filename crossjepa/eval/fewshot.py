@@ -26,7 +26,7 @@ from ..atomic import write_json, write_text
 from ..config_io import dump_yaml
 from ..data import open_dataset
 from ..data.formats.fewshot import FOLD_DIR
-from ..train.pretrain import resolve_device
+from ..device import resolve_device
 from .classifier import EncoderSource, PointClassifier
 from .features import extract_features
 from .finetune import accuracy, eval_loader, fit

@@ -20,7 +20,7 @@ from ..atomic import atomic_target, write_json, write_text
 from ..config_io import dump_yaml
 from ..data import open_dataset
 from ..train.checkpoint import save_weights
-from ..train.pretrain import resolve_device
+from ..device import resolve_device
 from .classifier import EncoderSource, PointClassifier
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
 from .finetune_config import FinetuneConfig

@@ -22,7 +22,7 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
     from ..data import open_dataset
     from ..models import build
     from ..train.checkpoint import load_pretrained
-    from ..train.pretrain import resolve_device
+    from ..device import resolve_device
 
     dev = resolve_device(device)
     if checkpoint:

@@ -90,7 +90,7 @@ def run_bench(device, suites: list[str], quick: bool, out: Path, echo=print) -> 
 
 
 def run_bench_command(args) -> Path:
-    from ..train.pretrain import resolve_device
+    from ..device import resolve_device
 
     suites = parse_suites(args.suite)
     return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out))

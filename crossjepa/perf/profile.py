@@ -210,7 +210,7 @@ def profile_training(device: torch.device, preset: str, batch: int, views: int, 
 
 
 def run_profile_command(args) -> dict:
-    from ..train.pretrain import resolve_device
+    from ..device import resolve_device
 
     for name in ("steps", "batch_size", "views"):
         value = getattr(args, name)

@@ -20,6 +20,7 @@ from ..models import build
 from ..models.config import preset_config
 from ..teacher import open_cache
 from ..atomic import write_text
+from ..device import resolve_device
 from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                          save_weights, set_rng_state)
 from .config import TrainConfig
@@ -29,14 +30,6 @@ from .plots import plot_loss_curve
 from .step import TrainStep
 
 log = logging.getLogger("crossjepa.pretrain")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine (use --device cpu)")
-    return torch.device(name)
 
 
 def build_model(cfg: TrainConfig, teacher_dim: int) -> torch.nn.Module:
