@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_dir
 from .base import PointCloudDataset, check_num_points, corrupt
 
 FORMAT = "crossjepa-packed"
@@ -153,11 +153,7 @@ def pack(src_spec, out_dir, split: str = "train", num_points: int = 1024, progre
         raise TypeError(f"src_spec: expected a data spec, a path or a dataset, got {type(src_spec).__name__}")
     if len(ds) == 0:
         raise ValueError(f"src_spec: {src_spec!r} has no objects for split {split!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(out) as tmp:
         labels = _write(ds, tmp, num_points, progress, batch_size, workers)
         np.save(tmp / "labels.npy", labels)
         names = getattr(ds, "names", None) or [str(i) for i in range(len(ds))]
@@ -172,13 +168,4 @@ def pack(src_spec, out_dir, split: str = "train", num_points: int = 1024, progre
                            "fingerprint": ds.fingerprint() if hasattr(ds, "fingerprint") else None},
                 "sha256": {name: sha256_file(tmp / name) for name in FILES}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

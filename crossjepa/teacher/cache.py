@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from crossjepa import render
 
-from ..atomic import write_bytes
+from ..atomic import atomic_target, replace_dir, write_bytes
 
 from .views import RenderedViews, describe_view_source, read_view_batch
 
@@ -164,9 +164,8 @@ def _finish(partial: Path, state: dict, teacher) -> None:
     count = emb.shape[0] * emb.shape[1]
     mean = total / count
     std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0)), STD_FLOOR)
-    stats_tmp = partial / ("stats.tmp.npy")
-    np.save(stats_tmp, np.stack([mean, std]).astype(np.float32))
-    os.replace(stats_tmp, partial / STATS)
+    with atomic_target(partial / STATS) as tmp:
+        np.save(tmp, np.stack([mean, std]).astype(np.float32))
     meta = {
         "format": FORMAT, **identity,
         "num_objects": emb.shape[0], "num_views": emb.shape[1], "dim": emb.shape[2],
@@ -190,14 +189,7 @@ def _publish(partial: Path, out: Path) -> None:
         if entry.name not in keep:
             entry.unlink()
     (partial / BUILD).unlink(missing_ok=True)
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(partial, out)
 
 
 def _same(meta, identity: dict) -> bool:

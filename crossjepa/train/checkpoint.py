@@ -10,7 +10,6 @@ so `load_pretrained` needs nothing else.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_target, write_text
+from ..atomic import atomic_dir, atomic_target, write_text
 from ..config_io import from_dict, to_dict
 
 _CONFIG_KEY = "crossjepa.model_config"
@@ -98,15 +97,9 @@ def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, stat
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = root / f".step_{step:08d}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(_state_dict(model), str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        save_file(_state_dict(model), str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
     write_text(root / "latest", final.name + "\n")
     for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
