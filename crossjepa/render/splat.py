@@ -11,13 +11,13 @@ from typing import NamedTuple
 
 import torch
 
+from ..ops import knn
 from .cameras import to_pixels, world_to_camera
 
 _EMPTY = torch.iinfo(torch.int64).max
 _NEAR = 1e-3  # points closer than this to the camera plane are not drawn
 _HOLE_TOL = 0.03  # relative depth step that separates a gap's far surface from the near one around it
 _CHUNK = 1 << 23  # candidates (view x point x footprint pixel) per chunk, ~30 bytes each
-_KNN_CHUNK = 1 << 25  # distance-matrix entries per chunk of objects in estimate_normals
 
 
 class RenderOutput(NamedTuple):
@@ -33,10 +33,11 @@ def default_point_radius(image_size, num_points):
 
 
 def estimate_normals(points, k=16):
-    """Unoriented unit normals (B, P, 3): smallest principal axis of each point's k nearest neighbours."""
+    """Unoriented unit normals (B, P, 3) of points (B, P, 3) float32 (or float16/bfloat16): smallest principal
+    axis of each point's k nearest neighbours (crossjepa.ops.knn)."""
     k = min(k, points.shape[1])
-    chunk = max(1, _KNN_CHUNK // points.shape[1] ** 2)
-    idx = torch.cat([torch.cdist(c, c).topk(k, dim=-1, largest=False).indices for c in points.split(chunk)])
+    # Clouds are checked finite where they enter crossjepa; a scan here would cost a host sync per render.
+    idx = knn(points, points, k, check_finite=False)[1]
     nbrs = torch.gather(points.unsqueeze(1).expand(-1, points.shape[1], -1, -1), 2,
                         idx.unsqueeze(-1).expand(-1, -1, -1, 3))
     nbrs = nbrs - nbrs.mean(dim=2, keepdim=True)
