@@ -4,15 +4,12 @@ import pytest
 import torch
 
 import crossjepa.ops as ops
+from crossjepa.perf.inputs import cloud
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SIZES = [1, 2, 31, 32, 33, 1000, 4097]
-
-
-def cloud(batch, n, seed, dtype=torch.float32):
-    return torch.randn(batch, n, 3, generator=torch.Generator().manual_seed(seed)).to(dtype)
 
 
 def assert_knn_matches(got, expected):

@@ -7,15 +7,11 @@ from hypothesis import strategies as st
 
 from crossjepa.ops import backend, farthest_point_sample, farthest_point_sample_reference
 from crossjepa.ops.reference import squared_distances
+from crossjepa.perf.inputs import cloud
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SIZES = [1, 2, 31, 32, 33, 1000, 4097]
 HAVE_KERNEL = backend("farthest_point_sample", "cpu") == "cpu"
-
-
-def cloud(batch, n, seed, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, n, 3, generator=g).to(dtype)
 
 
 def coverage_radii(points, idx):

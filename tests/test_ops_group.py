@@ -4,13 +4,9 @@ import pytest
 import torch
 
 from crossjepa.ops import farthest_point_sample, group, group_reference, knn
+from crossjepa.perf.inputs import cloud
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def cloud(batch, n, seed, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, n, 3, generator=g).to(dtype)
 
 
 def fps_centers(points, m):

@@ -7,14 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossjepa.ops import knn, knn_reference
+from crossjepa.perf.inputs import query_clouds as clouds
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SIZES = [1, 2, 31, 32, 33, 1000, 4097]
-
-
-def clouds(batch, m, n, seed, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, m, 3, generator=g).to(dtype), torch.randn(batch, n, 3, generator=g).to(dtype)
 
 
 def brute_force(queries, points, k):

@@ -1,34 +1,72 @@
-"""`crossjepa bench` and `crossjepa profile` end to end on the CPU, plus the pieces they are built from."""
+"""`crossjepa bench`, its pytest-benchmark twin and `crossjepa profile` end to end on the CPU, plus the pieces
+they are built from."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from crossjepa.cli import main
+from crossjepa.perf import bench as perf_bench
 from crossjepa.perf import env as perf_env
 from crossjepa.perf import references as refs
 from crossjepa.perf.bench import format_table
+from crossjepa.perf.inputs import ball_clouds
+from crossjepa.perf.load import SPIN, spinners
 from crossjepa.perf.timing import measure
 
-ROW_KEYS = {"suite", "name", "impl", "shape", "backend", "median_ms", "min_ms", "max_ms", "repeats", "throughput",
-            "unit", "peak_mem_mb", "mem_kind", "ratio_vs", "ratio", "ratios", "note"}
+REPO = Path(__file__).resolve().parents[1]
+ROW_KEYS = {"suite", "name", "impl", "shape", "backend", "threads", "load", "median_ms", "min_ms", "max_ms",
+            "repeats", "throughput", "unit", "peak_mem_mb", "mem_kind", "ratio_vs", "ratio", "ratios", "target",
+            "meets_target", "agrees", "note"}
+RESULT_KEYS = {"schema", "runner", "device", "quick", "suites", "loads", "complete", "env", "wall_s", "rows"}
 STAGES = {"data", "tokenizer", "encoder", "predictor", "loss", "backward", "optimizer", "other"}
+CPU_OPS_PAIRS = {("fps", "crossjepa", "fpsample loop", 2, 2.0), ("fps", "crossjepa", "fpsample", 1, 5.0),
+                 ("knn", "crossjepa", "cdist+topk", 2, 3.0), ("group", "crossjepa", "cdist+topk+gather", 2, None)}
 
 
-def test_bench_quick_writes_table_and_json(tmp_path, capsys, one_thread):
+def spinning_children() -> set[int]:
+    """Live child processes of this one running the spinner program."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and SPIN.encode() in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_thread):
+    monkeypatch.setenv("GOMP_SPINCOUNT", "12345")  # read at libgomp load: recorded here, no effect on timing
     assert main(["-q", "bench", "--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "[train] train step" in printed and "not measured: GPU only" in printed
     assert [p.name for p in tmp_path.iterdir()] == ["bench_cpu_quick.json"]  # no temp files left behind
     result = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
-    assert result["complete"] and result["quick"] and result["device"] == "cpu"
-    assert {"device_name", "torch", "triton", "numpy", "cpu", "torch_threads", "git", "date"} <= set(result["env"])
+    assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
+    assert result["complete"] and result["quick"] and result["device"] == "cpu" and result["loads"] == [0]
+    env = result["env"]
+    assert {"device_name", "torch", "triton", "numpy", "fpsample", "python", "cpu", "torch_threads", "git",
+            "date", "threading_env"} <= set(env)
+    assert env["threading_env"]["GOMP_SPINCOUNT"] == "12345" and set(env["git"]) == {"commit", "dirty"}
     rows = result["rows"]
-    assert {r["suite"] for r in rows} == {"ops", "loaders", "train", "cache"}
-    assert all(set(r) == ROW_KEYS for r in rows)
+    assert {r["suite"] for r in rows} == {"ops", "attention", "loaders", "train", "cache"}
+    assert all(set(r) == ROW_KEYS and r["load"] == 0 for r in rows)
+    ops_rows = [r for r in rows if r["suite"] == "ops"]
+    assert {(r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in ops_rows
+            if r["ratio_vs"]} == CPU_OPS_PAIRS
+    assert all(r["agrees"] for r in ops_rows if r["ratio_vs"])  # FPS: fpsample's indices exactly
+    assert all(r["meets_target"] == (r["ratio"] >= r["target"]) for r in ops_rows if r["target"])
     by_key = {(r["name"], r["impl"]): r for r in rows}
     for key in [("fps", "crossjepa"), ("knn", "cdist+topk"), ("loader epoch", "per-file np.load"),
                 ("loader epoch", "packed torch"), ("train step", "crossjepa"), ("train step", "eager fp32 reference"),
@@ -39,7 +77,61 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, one_thread):
     step = by_key[("train step", "crossjepa")]
     assert step["ratio_vs"] == "eager fp32 reference" and step["ratio"] > 0
     assert by_key[("train step", "reference compile bf16")]["median_ms"] is None
-    assert by_key[("fps", "pointnet2_ops")]["note"]
+    assert by_key[("attention fwd+bwd", "triton fused")]["note"] == "needs CUDA"
+
+
+def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
+    out = tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/bench_ops.py", "-q", "-p", "no:cacheprovider",
+                          "--bench-device", "cpu", "--bench-quick", "--bench-out", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads((out / "pytest_cpu_quick.json").read_text())
+    assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
+    assert result["runner"] == "pytest-benchmark" and result["complete"] and result["suites"] == ["ops"]
+    rows = result["rows"]
+    assert all(set(r) == ROW_KEYS for r in rows) and all(r["median_ms"] > 0 and r["repeats"] == 2 for r in rows)
+    assert {(r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in rows
+            if r["ratio_vs"]} == CPU_OPS_PAIRS
+    assert all(r["agrees"] and r["ratio"] > 0 for r in rows if r["ratio_vs"])
+
+
+def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, one_thread):
+    seen = []
+    real_run_suite = perf_bench.run_suite
+
+    def run_suite(name, settings):
+        seen.append((settings.load, len(spinning_children())))
+        return real_run_suite(name, settings)
+
+    monkeypatch.setattr(perf_bench, "run_suite", run_suite)
+    assert main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1",
+                 "--out", str(tmp_path)]) == 0
+    assert seen == [(0, 0), (1, 1)] and not spinning_children()
+    result = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    assert result["loads"] == [0, 1]
+    rows = {load: [r for r in result["rows"] if r["load"] == load] for load in (0, 1)}
+    assert [(r["name"], r["impl"]) for r in rows[0]] == [(r["name"], r["impl"]) for r in rows[1]]
+    assert all(r["ratio"] > 0 for r in rows[1] if r["ratio_vs"])  # compared with the peer at the same load
+
+
+def test_spinners_are_killed_when_the_run_fails(tmp_path, monkeypatch, capsys):
+    def failing(name, settings):
+        assert len(spinning_children()) == settings.load == 2
+        raise RuntimeError("suite failed")
+
+    monkeypatch.setattr(perf_bench, "run_suite", failing)
+    assert main(["bench", "--device", "cpu", "--suite", "ops", "--load", "2", "--out", str(tmp_path)]) == 2
+    assert "suite failed" in capsys.readouterr().err and not spinning_children()
+    with pytest.raises(KeyboardInterrupt):
+        with spinners(1) as pids:
+            assert spinning_children() == set(pids)
+            raise KeyboardInterrupt
+    with pytest.raises(SystemExit):  # a `kill` of the benchmark: SIGTERM unwinds through the cleanup too
+        with spinners(1):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert not spinning_children()
 
 
 def test_profile_cpu_writes_trace_table_png_summary(tmp_path, capsys, one_thread):
@@ -65,6 +157,9 @@ def test_profile_cpu_writes_trace_table_png_summary(tmp_path, capsys, one_thread
 
 @pytest.mark.parametrize("argv, needle", [
     (["bench", "--device", "cpu", "--suite", "ops,gpu"], "--suite"),
+    (["bench", "--device", "cpu", "--suite", "nope"], "--suite"),
+    (["bench", "--device", "cpu", "--load", "-1"], "--load"),
+    (["bench", "--device", "cpu", "--load", "0,x"], "--load"),
     (["profile", "--device", "cpu", "--steps", "0"], "--steps"),
 ])
 def test_bad_arguments_give_one_line(argv, needle, tmp_path, capsys):
@@ -106,7 +201,7 @@ def test_reference_model_matches_ours():
 
 def test_point_mae_grouping_finds_the_same_neighbours():
     tok = refs.point_mae_tokenizer(__import__("crossjepa.models", fromlist=["build"]).build("tiny").encoder.tokenizer)
-    points = refs.random_clouds(2, 300, torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()))))
+    points = ball_clouds(2, 300, torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()))))
     centers, hoods = tok.group(points)
     ref_centers, ref_hoods = refs.reference_tokenizer(tok).group(points)
     torch.testing.assert_close(centers, ref_centers)
@@ -151,7 +246,10 @@ def test_profile_and_bench_on_cuda(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step_ms"]["timer"] == "cuda events" and summary["peak_memory"]["cuda_max_allocated_mb"] > 0
     assert summary["stages"]["backward"]["device_ms"] > 0 and (out / "memory_snapshot.pickle").stat().st_size > 0
-    assert main(["-q", "bench", "--device", "cuda", "--quick", "--suite", "ops,train", "--out", str(tmp_path)]) == 0
+    assert main(["-q", "bench", "--device", "cuda", "--quick", "--suite", "ops,attention,train",
+                 "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "bench_cuda_quick.json").read_text())["rows"]
+    assert all(r["agrees"] for r in rows if r["suite"] in ("ops", "attention") and r["ratio_vs"])
+    assert next(r for r in rows if r["impl"] == "triton fused")["ratio"] > 0
     step = next(r for r in rows if (r["name"], r["impl"]) == ("train step", "crossjepa"))
     assert step["mem_kind"] == "cuda_max_allocated" and step["peak_mem_mb"] > 0

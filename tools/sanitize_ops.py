@@ -1,8 +1,8 @@
 """Every CUDA point-op kernel path once on small shapes, each result checked: the workload for compute-sanitizer.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --report-api-errors no \\
-        --error-exitcode 3 python benchmarks/sanitize_ops.py
-    compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 3 python benchmarks/sanitize_ops.py
+        --error-exitcode 3 python tools/sanitize_ops.py
+    compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 3 python tools/sanitize_ops.py
 
 (No caching allocator under memcheck: every tensor is its own allocation, so an access past its end is caught.)
 Each path is forced in turn (CROSSJEPA_FPS_PATH = warp | block | global, CROSSJEPA_KNN_PATH = register | sort |

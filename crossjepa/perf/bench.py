@@ -1,7 +1,10 @@
 """`crossjepa bench`: run the suites on one device, print a table, write OUT/bench_<device>[_quick].json.
 
+With `--load 0,1,2` every suite runs once per load level: with that many background processes spinning a core
+each (crossjepa.perf.load), every row recording its level, so quiet and busy figures sit in one file.
 The JSON is rewritten (atomically) after every suite with "complete": false until the last one finishes, so
-a run that is cut short still leaves the suites it measured.
+a run that is cut short still leaves what it measured. benchmarks/conftest.py writes the same schema through
+`new_results` and `write_results`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..atomic import write_json
 from .cli_args import SUITES
 from .env import describe, environment
-from ..atomic import write_json
+from .load import spinners
 from .suites import Settings, run_suite
 
 SCHEMA = "crossjepa-bench/1"
@@ -27,6 +31,16 @@ def parse_suites(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def parse_loads(text: str) -> list[int]:
+    try:
+        loads = [int(x) for x in text.split(",")]
+    except ValueError:
+        loads = []
+    if not loads or min(loads) < 0:
+        raise ValueError(f"--load: expected comma-separated counts of spinning processes >= 0, got {text!r}")
+    return list(dict.fromkeys(loads))
+
+
 def _si(value: float) -> str:
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= scale:
@@ -38,23 +52,33 @@ def _ms(value) -> str:
     return "-" if value is None else f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
+def _verdict(r: dict) -> str:
+    ratio = ", ".join(f"{x:.2f}x vs {ref}" for ref, x in (r.get("ratios") or {}).items())
+    if r.get("meets_target") is not None:
+        ratio += f" (target {r['target']:g}x {'met' if r['meets_target'] else 'NOT met'})"
+    if r.get("agrees") is False:
+        ratio += f" DISAGREES with {r['ratio_vs']}"
+    return ratio
+
+
 def format_table(rows: list[dict]) -> str:
-    """Rows grouped by benchmark: a header with the shape, then one line per implementation."""
+    """Rows grouped by benchmark: a header with the shape and load, then one line per implementation."""
     head = f"  {'impl':<26} {'backend':<34} {'median ms':>9} {'min':>7} {'max':>7} {'throughput':>19} " \
            f"{'peak MB':>8}  speed-up"
     lines, last = [], None
     for r in rows:
-        if (r["suite"], r["name"], r["shape"]) != last:
-            last = (r["suite"], r["name"], r["shape"])
-            lines += ["", f"[{r['suite']}] {r['name']}  ({r['shape']})", head]
+        key = (r["suite"], r["name"], r["shape"], r.get("load"))
+        if key != last:
+            last = key
+            load = f", load {r['load']}" if r.get("load") else ""
+            lines += ["", f"[{r['suite']}] {r['name']}  ({r['shape']}{load})", head]
         if r["median_ms"] is None:
             lines.append(f"  {r['impl']:<26} {r['backend'][:34]:<34} not measured: {r['note'] or 'unavailable'}")
             continue
         tput = f"{_si(r['throughput'])} {r['unit']}"
-        ratio = ", ".join(f"{x:.2f}x vs {ref}" for ref, x in (r.get("ratios") or {}).items())
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         lines.append(f"  {r['impl']:<26} {r['backend'][:34]:<34} {_ms(r['median_ms']):>9} {_ms(r['min_ms']):>7} "
-                     f"{_ms(r['max_ms']):>7} {tput:>19} {mem:>8}  {ratio}".rstrip())
+                     f"{_ms(r['max_ms']):>7} {tput:>19} {mem:>8}  {_verdict(r)}".rstrip())
     return "\n".join(lines)
 
 
@@ -67,24 +91,33 @@ def _finite(rows: list[dict]) -> list[dict]:
     return [clean(r) for r in rows]
 
 
-def run_bench(device, suites: list[str], quick: bool, out: Path, echo=print) -> Path:
-    env = environment(device)
+def new_results(device, quick: bool, suites: list[str], loads: list[int], runner: str) -> dict:
+    return {"schema": SCHEMA, "runner": runner, "device": str(device), "quick": quick, "suites": suites,
+            "loads": loads, "complete": False, "env": environment(device), "wall_s": {}, "rows": []}
+
+
+def write_results(path: Path, results: dict, rows: list[dict], complete: bool = False) -> Path:
+    results["rows"] += _finite(rows)
+    results["complete"] = complete
+    return write_json(path, results)
+
+
+def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int] = (0,), echo=print) -> Path:
+    results = new_results(device, quick, suites, list(loads), "crossjepa bench")
     path = Path(out) / f"bench_{device.type}{'_quick' if quick else ''}.json"
-    echo(f"crossjepa bench on {describe(env)}{' (quick)' if quick else ''}")
-    payload = {"schema": SCHEMA, "device": str(device), "quick": quick, "suites": suites, "complete": False,
-               "env": env, "wall_s": {}, "rows": []}
+    echo(f"crossjepa bench on {describe(results['env'])}{' (quick)' if quick else ''}")
     with tempfile.TemporaryDirectory(prefix="crossjepa-bench-") as tmp:
-        for name in suites:
-            workdir = Path(tmp) / name
-            workdir.mkdir()
-            t0 = time.perf_counter()
-            rows = run_suite(name, Settings(device, quick, workdir))
-            payload["wall_s"][name] = round(time.perf_counter() - t0, 2)
-            payload["rows"] += _finite(rows)
-            echo(format_table(rows))
-            write_json(path, payload)
-    payload["complete"] = True
-    write_json(path, payload)
+        for load in loads:
+            with spinners(load):
+                for name in suites:
+                    workdir = Path(tmp) / f"{name}-load{load}"
+                    workdir.mkdir()
+                    t0 = time.perf_counter()
+                    rows = run_suite(name, Settings(device, quick, workdir, load=load))
+                    results["wall_s"][f"{name} load {load}"] = round(time.perf_counter() - t0, 2)
+                    echo(format_table(rows))
+                    write_results(path, results, rows)
+    write_results(path, results, [], complete=True)
     echo(f"\nwrote {path}")
     return path
 
@@ -92,5 +125,5 @@ def run_bench(device, suites: list[str], quick: bool, out: Path, echo=print) -> 
 def run_bench_command(args) -> Path:
     from ..device import resolve_device
 
-    suites = parse_suites(args.suite)
-    return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out))
+    suites, loads = parse_suites(args.suite), parse_loads(args.load)
+    return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out), loads)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-SUITES = ("ops", "loaders", "train", "cache")
+SUITES = ("ops", "attention", "loaders", "train", "cache")
 
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="time ops, loaders, the train step and the cache build vs references",
+    p = sub.add_parser("bench", help="time ops, attention, loaders, the train step and the cache build vs "
+                                     "references",
                        description="Run benchmark suites on one device, print a table and write "
-                                   "OUT/bench_<device>[_quick].json (environment, shapes, median/min/max, "
-                                   "throughput, peak memory, speed-up over the reference of each row).")
+                                   "OUT/bench_<device>[_quick].json (environment, versions, commit, threading "
+                                   "variables, shapes, median/min/max, throughput, peak memory, speed-up over "
+                                   "each reference and its target, load level).")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto: cuda when available)")
     p.add_argument("--quick", action="store_true", help="CI-sized shapes and few repeats (seconds on a CPU)")
     p.add_argument("--suite", default=",".join(SUITES),
                    help=f"comma-separated suites to run, from {','.join(SUITES)} (default: all)")
+    p.add_argument("--load", default="0",
+                   help="comma-separated numbers of background processes that each spin one core; every suite "
+                        "runs once per number, in order, and the spinners are killed after (default: 0)")
     p.add_argument("--out", default="benchmarks/results", help="output directory (default: benchmarks/results)")
 
 

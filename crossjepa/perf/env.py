@@ -12,6 +12,13 @@ from pathlib import Path
 import torch
 
 _REPO = Path(__file__).resolve().parents[2]
+# Variables that change how the CPU kernels and torch run their threads (OpenMP waiting, pool sizes, ISA).
+THREADING_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CROSSJEPA_")
+
+
+def threading_env() -> dict:
+    """The threading variables set in this process's environment (none set: the default environment)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(THREADING_PREFIXES)}
 
 
 def _version(package: str) -> str:
@@ -60,7 +67,8 @@ def _cuda_record(device: torch.device) -> dict:
 
 
 def environment(device: str | torch.device = "cpu") -> dict:
-    """Device, driver, CUDA, library versions, CPU, threads, commit and date (UTC) as a JSON-able dict."""
+    """Device, driver, CUDA, library versions, CPU, threads and threading variables, commit and date (UTC) as a
+    JSON-able dict."""
     device = torch.device(device)
     record = {"device": device.type, "device_name": cpu_model(), "driver": None, "cuda": torch.version.cuda,
               "cudnn": None}
@@ -70,7 +78,8 @@ def environment(device: str | torch.device = "cpu") -> dict:
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "platform": platform.platform(),
         "torch": torch.__version__, "triton": _version("triton"), "numpy": _version("numpy"),
-        "timm": _version("timm"), "git": git_commit(),
+        "fpsample": _version("fpsample"), "timm": _version("timm"), "threading_env": threading_env(),
+        "git": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
     return record

@@ -18,6 +18,7 @@ from ..models.layers import Attention
 from ..models.tokenizer import Tokenizer
 from ..ops import farthest_point_sample_reference, group_reference
 from ..render import random_poses
+from .inputs import ball_clouds
 
 
 def pointnet2_fps():
@@ -107,12 +108,6 @@ def point_mae_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     return _swap(tokenizer, {Tokenizer: PointMAETokenizer})
 
 
-def random_clouds(batch: int, num_points: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, P, 3) points uniform in the unit ball (the datasets' normalisation), float32 on the CPU."""
-    direction = F.normalize(torch.randn(batch, num_points, 3, generator=generator), dim=-1)
-    return direction * torch.rand(batch, num_points, 1, generator=generator) ** (1 / 3)
-
-
 def synthetic_batch(model, batch: int, views: int, device, generator: torch.Generator,
                     num_points: int | None = None) -> dict:
     """One training step's inputs for `model` (a CrossJEPA): random clouds, random cameras, random colour
@@ -123,7 +118,7 @@ def synthetic_batch(model, batch: int, views: int, device, generator: torch.Gene
     hist = torch.rand(batch, views, 3, bins, generator=generator)
     target = torch.randn(batch, views, cfg.teacher_dim, generator=generator)
     batch_inputs = {
-        "points": random_clouds(batch, num_points, generator),
+        "points": ball_clouds(batch, num_points, generator),
         "target": target,
         "poses": random_poses(batch * views, generator).reshape(batch, views, 4, 4),
         "histograms": (hist / hist.sum(-1, keepdim=True)).reshape(batch, views, 3 * bins),

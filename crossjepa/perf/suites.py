@@ -1,13 +1,15 @@
-"""The benchmark suites behind `crossjepa bench` and benchmarks/bench_*.py.
+"""The benchmark suites behind `crossjepa bench` and benchmarks/bench_*.py, and the one way a case is run.
 
-A suite yields `Case`s: what is timed (a factory that builds the inputs and returns the function to call),
-its shape, backend and work per call, and the references it is compared with. `run_suite` times each case
-with crossjepa.perf.timing.measure, one at a time (each case's model and inputs are freed before the next is
-built), and returns one row per case:
-  {suite, name, impl, shape, backend, median_ms, min_ms, max_ms, repeats, throughput, unit, peak_mem_mb,
-   mem_kind, ratio_vs, ratio, ratios, note}
-ratio = reference median / this median (> 1: faster than the reference); ratios holds it for every
-reference of the row. A case that cannot run here keeps null timings and says why in note.
+A suite yields `Case`s (crossjepa.perf.case): what is timed (a factory that builds the inputs and returns the
+function to call), its shape, backend, thread count and work per call, the references it is compared with and
+the speed-up it targets. `run_case` builds one case, checks it against its reference, times it (with
+crossjepa.perf.timing.measure, or the timer pytest-benchmark passes) and frees it before the next is built. It
+returns one row:
+  {suite, name, impl, shape, backend, threads, load, median_ms, min_ms, max_ms, repeats, throughput, unit,
+   peak_mem_mb, mem_kind, ratio_vs, ratio, ratios, target, meets_target, agrees, note}
+`add_ratios` fills ratio = reference median / this median (> 1: faster than the reference), for every
+reference of the row in `ratios`, and meets_target, comparing rows of the same shape and load only. A case
+that cannot run here keeps null timings and says why in note.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import hashlib
 import itertools
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,78 +29,10 @@ import torch
 from .. import ops
 from ..models import build
 from . import references as refs
-from .timing import measure
-
-
-@dataclass
-class Case:
-    name: str
-    impl: str
-    shape: str
-    backend: str
-    items: float  # work per call, counted in `unit` (objects, clouds, images)
-    unit: str
-    build: Callable[[], Callable[[], object]] | None  # None: cannot run here, `note` says why
-    references: tuple[str, ...] = ()
-    note: str = ""
-    optional: bool = False  # a failure becomes a note on the row instead of stopping the suite
-    repeats: tuple[int, int] | None = None  # (warmup, repeats) when not the suite's default
-
-
-@dataclass
-class Settings:
-    device: torch.device
-    quick: bool
-    workdir: Path
-    warmup: int = field(init=False)
-    repeats: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.warmup, self.repeats = (1, 2) if self.quick else ((3, 10) if self.cuda else (1, 5))
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-
-def _returning(fn):
-    return lambda: fn
-
-
-def first_line(err: BaseException) -> str:
-    """'ErrorType: first line of the message', for a row's note."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-
-
-# ------------------------------------------------------------------------------------------------ ops
-
-
-def ops_cases(s: Settings) -> Iterator[Case]:
-    b, n, m, k = (2, 256, 16, 8) if s.quick else ((512 if s.cuda else 32), 1024, 64, 32)
-    points = refs.random_clouds(b, n, torch.Generator().manual_seed(0)).to(s.device)
-    centers = points[:, :m].contiguous()
-    shape, dev = f"B={b} N={n} M={m} k={k}", s.device
-
-    yield Case("fps", "crossjepa", shape, ops.backend("farthest_point_sample", dev), b, "clouds/s",
-               _returning(lambda: ops.farthest_point_sample(points, m)), ("torch reference", "pointnet2_ops"))
-    yield Case("fps", "torch reference", shape, "torch", b, "clouds/s",
-               _returning(lambda: ops.farthest_point_sample_reference(points, m)))
-    fps, why = refs.pointnet2_fps()
-    if fps is not None and not s.cuda:
-        fps, why = None, "pointnet2_ops runs on CUDA only"
-    yield Case("fps", "pointnet2_ops", shape, "pointnet2_ops", b, "clouds/s",
-               None if fps is None else _returning(lambda: fps(points, m)), note=why)
-
-    for name, ours, ref, peer in (
-            ("knn", lambda: ops.knn(centers, points, k), lambda: ops.knn_reference(centers, points, k),
-             lambda: refs.cdist_knn(centers, points, k)),
-            ("group", lambda: ops.group(points, centers, k), lambda: ops.group_reference(points, centers, k),
-             lambda: refs.cdist_group(points, centers, k))):
-        yield Case(name, "crossjepa", shape, ops.backend(name, dev), b, "clouds/s", _returning(ours),
-                   ("torch reference", "cdist+topk"))
-        yield Case(name, "torch reference", shape, "torch", b, "clouds/s", _returning(ref))
-        yield Case(name, "cdist+topk", shape, "torch", b, "clouds/s", _returning(peer))
+from .case import Case, Settings, first_line, returning, threads
+from .inputs import ball_clouds
+from .suite_ops import attention_cases, ops_cases
+from .timing import Timing, measure
 
 
 # -------------------------------------------------------------------------------------------- loaders
@@ -143,7 +76,7 @@ def loader_cases(s: Settings) -> Iterator[Case]:
 
     objects, size, batch = (32, 256, 8) if s.quick else (8192, 1024, 512)
     workers = 0 if s.quick else min(4, os.cpu_count() or 1)  # quick: no worker processes on a busy CI machine
-    clouds = refs.random_clouds(objects, size, torch.Generator().manual_seed(0))
+    clouds = ball_clouds(objects, size, torch.Generator().manual_seed(0))
     packed = PackedDataset(pack(_Clouds(clouds), s.workdir / "packed", num_points=size, progress=False))
     files = s.workdir / "files"
     files.mkdir()
@@ -291,7 +224,7 @@ def cache_cases(s: Settings) -> Iterator[Case]:
                         progress=False)
         return fn
 
-    yield Case("cache: render", "crossjepa.render", shape, "splat", images, "images/s", _returning(render_all),
+    yield Case("cache: render", "crossjepa.render", shape, "splat", images, "images/s", returning(render_all),
                repeats=heavy)
     yield Case("cache: teacher", teacher_desc, f"{per_call * views} images, {size}px", "timm", per_call * views,
                "images/s", teacher_factory, repeats=heavy)
@@ -300,31 +233,39 @@ def cache_cases(s: Settings) -> Iterator[Case]:
 
 
 SUITES: dict[str, Callable[[Settings], Iterator[Case]]] = {
-    "ops": ops_cases, "loaders": loader_cases, "train": train_cases, "cache": cache_cases}
+    "ops": ops_cases, "attention": attention_cases, "loaders": loader_cases, "train": train_cases,
+    "cache": cache_cases}
 
 
 # ------------------------------------------------------------------------------------------- runner
 
+Timer = Callable[[Callable[[], object], int, int], Timing]  # (fn, warmup, repeats) -> Timing
 
-def _release(device: torch.device) -> None:
+
+def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
-def run_case(suite: str, case: Case, s: Settings) -> dict:
+def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) -> dict:
     row = {"suite": suite, "name": case.name, "impl": case.impl, "shape": case.shape, "backend": case.backend,
-           "median_ms": None, "min_ms": None, "max_ms": None, "repeats": 0, "throughput": None,
-           "unit": case.unit, "peak_mem_mb": None, "mem_kind": None,
+           "threads": case.threads, "load": s.load, "median_ms": None, "min_ms": None, "max_ms": None,
+           "repeats": 0, "throughput": None, "unit": case.unit, "peak_mem_mb": None, "mem_kind": None,
            "ratio_vs": case.references[0] if case.references else None, "ratio": None, "ratios": {},
-           "note": case.note}
+           "target": case.target, "meets_target": None, "agrees": None, "note": case.note}
     if case.build is None:
         return row
     warmup, repeats = case.repeats or (s.warmup, s.repeats)
+    timer = timer or (lambda f, w, r: measure(f, s.device, warmup=w, repeats=r))
     fn = None
     try:
-        fn = case.build()
-        timing = measure(fn, s.device, warmup=warmup, repeats=repeats)
+        with threads(case.threads) as count:
+            row["threads"] = count
+            fn = case.build()
+            if case.check is not None:
+                row["agrees"] = bool(case.check())
+            timing = timer(fn, warmup, repeats)
     except Exception as err:  # an optional peer (DALI, torch.compile) failing here is a result, not a crash
         if not case.optional:
             raise
@@ -332,21 +273,23 @@ def run_case(suite: str, case: Case, s: Settings) -> dict:
         return row
     finally:
         del fn
-        _release(s.device)
+        release(s.device)
     row.update(timing.summary())
     row["throughput"] = case.items / (timing.median_ms / 1e3)
     return row
 
 
 def add_ratios(rows: list[dict], cases: list[Case]) -> None:
-    medians = {(r["name"], r["impl"]): r["median_ms"] for r in rows}
+    medians = {(r["suite"], r["name"], r["shape"], r["load"], r["impl"]): r["median_ms"] for r in rows}
     for row, case in zip(rows, cases):
         for ref in case.references:
-            theirs = medians.get((case.name, ref))
+            theirs = medians.get((row["suite"], row["name"], row["shape"], row["load"], ref))
             if theirs is not None and row["median_ms"]:
                 row["ratios"][ref] = theirs / row["median_ms"]
         if row["ratio_vs"] is not None:
             row["ratio"] = row["ratios"].get(row["ratio_vs"])
+        if row["target"] is not None and row["ratio"] is not None:
+            row["meets_target"] = row["ratio"] >= row["target"]
 
 
 def run_suite(name: str, settings: Settings, on_row: Callable[[dict], None] | None = None) -> list[dict]:
@@ -359,5 +302,5 @@ def run_suite(name: str, settings: Settings, on_row: Callable[[dict], None] | No
         if on_row is not None:
             on_row(rows[-1])
     add_ratios(rows, cases)
-    _release(settings.device)
+    release(settings.device)
     return rows

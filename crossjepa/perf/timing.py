@@ -1,9 +1,10 @@
-"""The one timer every benchmark and the profiler use.
+"""The timer of `crossjepa bench` and the profiler, and the peak-memory probe both benchmark entry points use.
 
 `measure(fn, device)` runs fn `warmup` times untimed, then `repeats` timed calls: CUDA events around each
 call on a GPU (nothing synchronises between calls, so a step that never syncs the host is timed as it runs in
 training), `time.perf_counter` on the CPU. Peak memory over the timed calls: `torch.cuda.max_memory_allocated`
-on a GPU, the process RSS sampled by a background thread on the CPU (torch's CPU allocator keeps no peak).
+on a GPU, the process RSS sampled by a background thread on the CPU (torch's CPU allocator keeps no peak), as
+`PeakMemory` measures it; benchmarks/conftest.py wraps pytest-benchmark's timed rounds in the same probe.
 """
 
 from __future__ import annotations
@@ -97,6 +98,32 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class PeakMemory:
+    """Peak memory over a block, in `mb` after it: `torch.cuda.max_memory_allocated` on a GPU, the sampled
+    process RSS on the CPU (`kind` says which)."""
+
+    def __init__(self, device: str | torch.device):
+        self.device = torch.device(device)
+        self.kind = "cuda_max_allocated" if self.device.type == "cuda" else "rss_peak"
+        self.mb: float | None = None
+        self._sampler = MemorySampler()
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._sampler.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mb = torch.cuda.max_memory_allocated(self.device) / MB
+        else:
+            self._sampler.__exit__(*exc)
+            self.mb = self._sampler.peak_rss_mb
+
+
 def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
             repeats: int = 10) -> Timing:
     """Time `repeats` calls of fn after `warmup` untimed ones; see the module docstring."""
@@ -106,21 +133,20 @@ def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, war
     for _ in range(warmup):
         fn()
     sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(repeats)]
-        for start, end in events:
-            start.record()
-            fn()
-            end.record()
-        torch.cuda.synchronize(device)
+    with PeakMemory(device) as peak:
+        if device.type == "cuda":
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(repeats)]
+            for start, end in events:
+                start.record()
+                fn()
+                end.record()
+        else:
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                samples.append((time.perf_counter() - t0) * 1e3)
+    if device.type == "cuda":  # PeakMemory's exit synchronised: every event has its time
         samples = [start.elapsed_time(end) for start, end in events]
-        return Timing(samples, torch.cuda.max_memory_allocated(device) / MB, "cuda_max_allocated")
-    samples = []
-    with MemorySampler() as mem:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return Timing(samples, mem.peak_rss_mb, "rss_peak")
+    return Timing(samples, peak.mb, peak.kind)
