@@ -3,7 +3,7 @@
 Each bench_<suite>.py names its SUITE and has one test taking `case`; this file parametrizes it with that
 suite's cases (crossjepa.perf.suites), runs each through the same `run_case` as `crossjepa bench`, timed by
 the `benchmark` fixture, and at the end writes the rows, in the same schema, to
-BENCH_OUT/pytest_<device>[_quick].json:
+BENCH_OUT/pytest_<device>[_<suites>][_quick].json:
 
     python -m pytest benchmarks/bench_ops.py [--bench-device cuda] [--bench-quick] [--bench-out DIR]
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crossjepa.device import resolve_device
-from crossjepa.perf.bench import new_results, write_results
+from crossjepa.perf.bench import new_results, results_name, write_results
 from crossjepa.perf.suites import SUITES, Settings, add_ratios, run_case
 from crossjepa.perf.timing import PeakMemory, Timing, sync
 
@@ -86,7 +86,7 @@ def pytest_sessionfinish(session):
     device, quick = RUN["device"], RUN["quick"]
     suites = list(dict.fromkeys(r["suite"] for r in RUN["rows"]))
     results = new_results(device, quick, suites, [0], "pytest-benchmark")
-    out = Path(session.config.getoption("bench_out")) / f"pytest_{device.type}{'_quick' if quick else ''}.json"
+    out = Path(session.config.getoption("bench_out")) / results_name("pytest", device, suites, quick)
     write_results(out, results, RUN["rows"], complete=session.testsfailed == 0)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

@@ -86,7 +86,7 @@ def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
                           "--bench-device", "cpu", "--bench-quick", "--bench-out", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    result = json.loads((out / "pytest_cpu_quick.json").read_text())
+    result = json.loads((out / "pytest_cpu_ops_quick.json").read_text())
     assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
     assert result["runner"] == "pytest-benchmark" and result["complete"] and result["suites"] == ["ops"]
     rows = result["rows"]
@@ -108,7 +108,7 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
     assert main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1",
                  "--out", str(tmp_path)]) == 0
     assert seen == [(0, 0), (1, 1)] and not spinning_children()
-    result = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    result = json.loads((tmp_path / "bench_cpu_ops_quick.json").read_text())
     assert result["loads"] == [0, 1]
     rows = {load: [r for r in result["rows"] if r["load"] == load] for load in (0, 1)}
     assert [(r["name"], r["impl"]) for r in rows[0]] == [(r["name"], r["impl"]) for r in rows[1]]
@@ -248,7 +248,7 @@ def test_profile_and_bench_on_cuda(tmp_path):
     assert summary["stages"]["backward"]["device_ms"] > 0 and (out / "memory_snapshot.pickle").stat().st_size > 0
     assert main(["-q", "bench", "--device", "cuda", "--quick", "--suite", "ops,attention,train",
                  "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "bench_cuda_quick.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "bench_cuda_ops_attention_train_quick.json").read_text())["rows"]
     assert all(r["agrees"] for r in rows if r["suite"] in ("ops", "attention") and r["ratio_vs"])
     assert next(r for r in rows if r["impl"] == "triton fused")["ratio"] > 0
     step = next(r for r in rows if (r["name"], r["impl"]) == ("train step", "crossjepa"))

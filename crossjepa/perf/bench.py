@@ -1,4 +1,6 @@
-"""`crossjepa bench`: run the suites on one device, print a table, write OUT/bench_<device>[_quick].json.
+"""`crossjepa bench`: run the suites on one device, print a table, write
+OUT/bench_<device>[_<suites>][_quick].json (suites named when a subset runs: runs of different suites keep
+separate files).
 
 With `--load 0,1,2` every suite runs once per load level: with that many background processes spinning a core
 each (crossjepa.perf.load), every row recording its level, so quiet and busy figures sit in one file.
@@ -91,6 +93,11 @@ def _finite(rows: list[dict]) -> list[dict]:
     return [clean(r) for r in rows]
 
 
+def results_name(runner: str, device, suites: list[str], quick: bool) -> str:
+    subset = "" if set(suites) == set(SUITES) else "_" + "_".join(suites)
+    return f"{runner}_{device.type}{subset}{'_quick' if quick else ''}.json"
+
+
 def new_results(device, quick: bool, suites: list[str], loads: list[int], runner: str) -> dict:
     return {"schema": SCHEMA, "runner": runner, "device": str(device), "quick": quick, "suites": suites,
             "loads": loads, "complete": False, "env": environment(device), "wall_s": {}, "rows": []}
@@ -104,7 +111,7 @@ def write_results(path: Path, results: dict, rows: list[dict], complete: bool = 
 
 def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int] = (0,), echo=print) -> Path:
     results = new_results(device, quick, suites, list(loads), "crossjepa bench")
-    path = Path(out) / f"bench_{device.type}{'_quick' if quick else ''}.json"
+    path = Path(out) / results_name("bench", device, suites, quick)
     echo(f"crossjepa bench on {describe(results['env'])}{' (quick)' if quick else ''}")
     with tempfile.TemporaryDirectory(prefix="crossjepa-bench-") as tmp:
         for load in loads:

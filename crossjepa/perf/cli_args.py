@@ -9,9 +9,9 @@ def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="time ops, attention, loaders, the train step and the cache build vs "
                                      "references",
                        description="Run benchmark suites on one device, print a table and write "
-                                   "OUT/bench_<device>[_quick].json (environment, versions, commit, threading "
-                                   "variables, shapes, median/min/max, throughput, peak memory, speed-up over "
-                                   "each reference and its target, load level).")
+                                   "OUT/bench_<device>[_<suites>][_quick].json (environment, versions, commit, "
+                                   "threading variables, shapes, median/min/max, throughput, peak memory, "
+                                   "speed-up over each reference and its target, load level).")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto: cuda when available)")
     p.add_argument("--quick", action="store_true", help="CI-sized shapes and few repeats (seconds on a CPU)")
     p.add_argument("--suite", default=",".join(SUITES),
