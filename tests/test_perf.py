@@ -96,7 +96,7 @@ def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     assert all(r["agrees"] and r["ratio"] > 0 for r in rows if r["ratio_vs"])
 
 
-def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, one_thread):
+def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, capsys, one_thread):
     seen = []
     real_run_suite = perf_bench.run_suite
 
@@ -108,6 +108,8 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
     assert main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1",
                  "--out", str(tmp_path)]) == 0
     assert seen == [(0, 0), (1, 1)] and not spinning_children()
+    summary = capsys.readouterr().out.split("speed-up over the reference by load")[1]
+    assert "crossjepa vs fpsample (target 5x):  load 0: " in summary and "x  load 1: " in summary
     result = json.loads((tmp_path / "bench_cpu_ops_quick.json").read_text())
     assert result["loads"] == [0, 1]
     rows = {load: [r for r in result["rows"] if r["load"] == load] for load in (0, 1)}

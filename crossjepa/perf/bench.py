@@ -84,6 +84,22 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_load_summary(rows: list[dict]) -> str:
+    """One line per compared pair: its speed-up over the reference at every load level, side by side."""
+    pairs: dict[tuple, dict] = {}
+    for r in rows:
+        if r["ratio_vs"] is not None:
+            pairs.setdefault((r["suite"], r["name"], r["shape"], r["impl"], r["ratio_vs"]), {})[r["load"]] = r
+    lines = ["", "speed-up over the reference by load (background spinning processes):"]
+    for (suite, name, shape, impl, ref), by_load in pairs.items():
+        cells = "  ".join(f"load {load}: " + ("-" if r["ratio"] is None else f"{r['ratio']:.2f}x")
+                          for load, r in by_load.items())
+        target = next(iter(by_load.values()))["target"]
+        lines.append(f"  [{suite}] {name} ({shape}) {impl} vs {ref}{f' (target {target:g}x)' if target else ''}:"
+                     f"  {cells}")
+    return "\n".join(lines)
+
+
 def _finite(rows: list[dict]) -> list[dict]:
     """JSON has no NaN/inf: such a value (a zero-time measurement) is stored as null."""
     def clean(v):
@@ -125,6 +141,8 @@ def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int
                     echo(format_table(rows))
                     write_results(path, results, rows)
     write_results(path, results, [], complete=True)
+    if len(loads) > 1:
+        echo(format_load_summary(results["rows"]))
     echo(f"\nwrote {path}")
     return path
 
