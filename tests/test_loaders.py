@@ -283,3 +283,74 @@ def test_bad_arguments(packed, monkeypatch):
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)
     with pytest.raises(ImportError, match="backend 'dali' needs NVIDIA DALI"):
         make_loader(packed, 8, backend="dali", num_points=16)
+
+
+class IndexExtras:
+    """Picklable extras: a tensor derived from (epoch, batch, index), to check what reaches every batch."""
+
+    def __call__(self, epoch, batch, index):
+        return {"tag": torch.from_numpy(index * 1000 + epoch * 100 + batch)}
+
+
+def test_extras_are_built_from_the_host_index_on_every_backend(packed):
+    kw = dict(batch_size=8, num_points=32, seed=3, augment=True, extras=IndexExtras())
+    out = {name: epochs(loader) for name, loader in loaders(packed, **kw).items()}
+    out["workers"] = epochs(make_loader(packed, backend="torch", num_workers=1, **kw))
+    for name, runs in out.items():
+        for epoch, batches in enumerate(runs):
+            assert len(batches) == 5, name
+            for b, batch in enumerate(batches):
+                assert torch.equal(batch["tag"], batch["index"] * 1000 + epoch * 100 + b), name
+    resumed = make_loader(packed, backend="device", device="cpu", **kw)
+    resumed.set_epoch(1, first_batch=2)  # numbered as in the whole epoch
+    assert [torch.equal(x["tag"], y["tag"]) for x, y in zip(list(resumed), out["device"][1][2:])] == [True] * 3
+
+
+class CountingPacked(PackedLike):
+    """PackedLike that counts item reads (the slow path)."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return super().__getitem__(i)
+
+
+class ItemsOf:
+    """The same objects known only through len and ds[i]."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+def test_object_subset_of_packed_data_is_gathered_whole(tmp_path):
+    from crossjepa.train.heldout import ObjectSubset
+
+    full = CountingPacked(tmp_path / "full.npy")
+    ids = np.arange(1, len(full), 2)
+    kw = dict(batch_size=6, num_points=32, seed=4, augment=True)
+    items = epochs(make_loader(ObjectSubset(ItemsOf(full), ids), backend="torch", num_workers=0, **kw), 1)[0]
+    full.reads = 0
+    subset = ObjectSubset(full, ids)
+    assert np.array_equal(subset.array_rows, ids) and np.array_equal(subset.labels_array, full.labels_array[ids])
+    for name, loader in loaders(subset, **kw).items():
+        assert_same_batches(items, epochs(loader, 1)[0], exact=name != "dali")
+    assert full.reads == 0  # every backend gathered from the array, no item was read
+    nested = ObjectSubset(subset, np.array([0, 2]))  # a subset of a subset maps to the file's rows
+    assert np.array_equal(nested.array_rows, ids[[0, 2]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_clouds_are_refused_where_they_enter(tmp_path, backend):
+    ds = PackedLike(tmp_path / "p.npy", num_objects=12)
+    points = np.array(ds.points_array)
+    points[7, 5, 1] = np.nan
+    ds.points_array = points
+    with pytest.raises(ValueError, match=r"non-finite coordinates in object\(s\) \[7\]"):
+        list(make_loader(ds, batch_size=4, backend=backend, shuffle=False, num_points=32, **backend_options(backend)))

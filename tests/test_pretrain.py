@@ -196,3 +196,66 @@ def test_cli_nonfinite_stop_is_one_line(cache_dir, tmp_path):
     assert len(lines) == 1 and "step 2: non-finite" in lines[0], res.stderr
     assert f"the last good checkpoint is {out / 'checkpoints' / 'step_00000001'}" in lines[0], res.stderr
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000001"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_training_steps_make_no_host_sync(cache_dir, tmp_path, monkeypatch, one_thread, device):
+    """Between log intervals the loop reads nothing back from the device: targets come with the batch (sliced
+    in the loader worker), clouds are checked finite where they enter, and the non-finite guard (on: "stop")
+    stays on the device. Every host read of a tensor in the training thread is recorded with the number of
+    steps finished; on CUDA, torch's sync debug mode also raises on any sync after the warm-up step."""
+    from host_syncs import HostReads
+
+    from crossjepa.train.pretrain import pretrain
+    from crossjepa.train.step import TrainStep
+
+    steps, done, real_call = 5, [None], TrainStep.__call__  # None: setting up, before the first step
+
+    def counted(self, *args):
+        done[0] = done[0] or 0
+        loss = real_call(self, *args)
+        done[0] += 1
+        if device == "cuda":  # from after the warm-up step to the end of the last one (then stats() reads)
+            torch.cuda.set_sync_debug_mode("error" if done[0] < steps else "default")
+        return loss
+
+    monkeypatch.setattr(TrainStep, "__call__", counted)
+    reads = HostReads(label=lambda: done[0])
+    config = _config(cache_dir, tmp_path / "run", max_steps=steps, log_every=100, checkpoint_every=100,
+                     num_workers=1, device=device)
+    try:
+        with reads:
+            pretrain(config, progress=False)
+    finally:
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    assert done[0] == steps
+    assert [r for r in reads.reads if r[0] is not None and r[0] < steps] == []
+    assert any(r[0] == steps for r in reads.reads)  # the one read of the log interval: the recorder sees reads
+
+
+def test_cache_slicer_draws_views_per_batch_and_skips_unused_histograms(cache_dir):
+    import pickle
+
+    import numpy as np
+
+    from crossjepa.teacher import open_cache
+    from crossjepa.train.targets import CacheSlicer
+
+    cache = open_cache(cache_dir)
+    ids, index = np.arange(0, 48, 2), np.array([5, 0, 7])
+    slicer = CacheSlicer(cache, 3, seed=1, rank=0, ids=ids)
+    got = slicer(2, 4, index)
+    again = pickle.loads(pickle.dumps(slicer))(2, 4, index)  # as in a worker: the same draws
+    assert got.keys() == again.keys() == {"target", "poses", "histograms"}
+    assert all(torch.equal(got[name], again[name]) for name in got)
+    views = slicer.views(2, 4, len(index))
+    assert all(len(set(row)) == 3 for row in views.tolist())
+    pick = (ids[index][:, None], views)
+    for name, array in (("target", cache.embeddings), ("poses", cache.poses), ("histograms", cache.histograms)):
+        assert torch.equal(got[name], torch.from_numpy(np.asarray(array)[pick])), name
+    others = [slicer.views(2, b, 3) for b in range(5, 9)] + [CacheSlicer(cache, 3, seed=1, rank=1).views(2, 4, 3)]
+    assert not all(np.array_equal(views, other) for other in others)  # another batch or rank, other views
+    unused = CacheSlicer(cache, 3, seed=1, ids=ids, histograms=False)(2, 4, index)
+    assert unused.keys() == {"target", "poses"} and torch.equal(unused["target"], got["target"])

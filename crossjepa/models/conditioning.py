@@ -42,11 +42,14 @@ class ViewConditioner(nn.Module):
         position = poses[..., :3, 3]  # camera center in world coordinates
         return torch.cat([rotation.flatten(-2), position], dim=-1)
 
-    def forward(self, poses: torch.Tensor, histograms: torch.Tensor) -> torch.Tensor:
+    def forward(self, poses: torch.Tensor, histograms: torch.Tensor | None) -> torch.Tensor:
+        """histograms: may be None when the condition does not use them (nothing is read for it)."""
         if poses.ndim != 4 or poses.shape[-2:] != (4, 4):
             raise ValueError(f"poses: expected a (B, V, 4, 4) tensor, got shape {tuple(poses.shape)}")
         bins3 = 3 * self.cfg.histogram_bins
-        if histograms.shape != (*poses.shape[:2], bins3):
+        if histograms is None and self.cfg.use_histogram:
+            raise ValueError("histograms: required, the condition uses them (condition.use_histogram)")
+        if histograms is not None and histograms.shape != (*poses.shape[:2], bins3):
             raise ValueError(f"histograms: expected shape {(*poses.shape[:2], bins3)} to match poses, "
                              f"got {tuple(histograms.shape)}")
         parts = []

@@ -22,9 +22,10 @@ class CrossJEPA(nn.Module):
         in_width = 2 * config.encoder.width if self.pooled_input else config.encoder.width
         self.predictor = Predictor(config.predictor, in_width, config.teacher_dim)
 
-    def forward(self, points: torch.Tensor, poses: torch.Tensor, histograms: torch.Tensor,
+    def forward(self, points: torch.Tensor, poses: torch.Tensor, histograms: torch.Tensor | None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """points (B, P, 3), poses (B, V, 4, 4) camera-to-world, histograms (B, V, 3*bins)
+        """points (B, P, 3), poses (B, V, 4, 4) camera-to-world, histograms (B, V, 3*bins) (None when
+        condition.use_histogram is off)
         -> predicted standardised teacher embeddings (B, V, teacher_dim).
 
         The encoder runs once per object; the predictor runs on all B*V views in one batch."""

@@ -17,11 +17,20 @@ from ..models.loss import standardize
 
 
 class ObjectSubset(torch.utils.data.Dataset):
-    """The objects `ids` of `dataset`, renumbered 0..len-1 (`ids[i]` is the original index)."""
+    """The objects `ids` of `dataset`, renumbered 0..len-1 (`ids[i]` is the original index). A packed
+    dataset's arrays stay visible, row-mapped (`array_rows`), so loaders still gather whole batches from them."""
 
     def __init__(self, dataset, ids) -> None:
         self.dataset, self.ids = dataset, np.asarray(ids, dtype=np.int64)
         self.classes = getattr(dataset, "classes", None)
+        points = getattr(dataset, "points_array", None)
+        if points is not None:
+            rows = getattr(dataset, "array_rows", None)
+            self.points_array = points
+            self.array_rows = self.ids if rows is None else np.asarray(rows, dtype=np.int64)[self.ids]
+            labels = getattr(dataset, "labels_array", None)
+            if labels is not None:
+                self.labels_array = np.asarray(labels, dtype=np.int64)[self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -43,6 +52,7 @@ def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean
                    std: torch.Tensor, num_points: int, batch_size: int = 32) -> dict:
     """{"r2", "cosine", "const_r2"} of `model`'s predictions for every cached view of objects `ids`."""
     device = mean.device
+    histograms = model.config.condition.use_histogram  # the cache's are read only when the model uses them
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(0)  # the same point subsample at every evaluation
@@ -53,7 +63,7 @@ def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean
             points = torch.stack([subsample(torch.as_tensor(dataset[int(i)]["points"], dtype=torch.float32),
                                             num_points, generator) for i in rows])
             poses = torch.from_numpy(np.asarray(cache.poses[rows])).to(device)
-            hist = torch.from_numpy(np.asarray(cache.histograms[rows])).to(device)
+            hist = torch.from_numpy(np.asarray(cache.histograms[rows])).to(device) if histograms else None
             goal = standardize(torch.from_numpy(np.asarray(cache.embeddings[rows])).to(device), mean, std)
             pred = model(points.to(device), poses, hist).float()
             targets.append(goal.reshape(-1, goal.shape[-1]).double().cpu())

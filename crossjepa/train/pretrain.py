@@ -1,5 +1,8 @@
 """The CrossJEPA pretraining loop: points -> encoder (once per object) -> predictor (once per view) vs cached
-teacher embeddings. Resumable bit-exactly on CPU, runnable under torchrun."""
+teacher embeddings. Resumable bit-exactly on CPU, runnable under torchrun.
+
+Between log intervals the loop never reads the device: each batch arrives with its teacher targets (CacheSlicer,
+run where the loader builds the batch), and the step keeps its statistics and non-finite guard on the device."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -28,6 +30,7 @@ from .heldout import ObjectSubset, heldout_scores, split_heldout
 from .distributed import DistInfo, barrier, close_distributed, init_distributed
 from .plots import plot_loss_curve
 from .step import TrainStep
+from .targets import CacheSlicer
 
 log = logging.getLogger("crossjepa.pretrain")
 
@@ -64,36 +67,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, 
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-class CacheBatcher:
-    """Slices the memory-mapped teacher cache for a batch: V' random views per object, poses rotated with the
-    points' augmentation so the condition still describes the same image. A batch's "index" numbers the
-    training objects; `ids` maps it to cache rows (None: the same numbering)."""
-
-    def __init__(self, cache, views_per_object: int, generator: torch.Generator, device: torch.device,
-                 ids: np.ndarray | None = None):
-        if not 1 <= views_per_object <= cache.num_views:
-            raise ValueError(f"views_per_object: expected 1..{cache.num_views} (views in the cache), "
-                             f"got {views_per_object}")
-        self.cache, self.k, self.gen, self.device, self.ids = cache, views_per_object, generator, device, ids
-        self.mean = torch.as_tensor(np.asarray(cache.target_mean), dtype=torch.float32, device=device)
-        self.std = torch.as_tensor(np.asarray(cache.target_std), dtype=torch.float32, device=device)
-
-    def __call__(self, index: torch.Tensor, rotation: torch.Tensor):
-        b, v = index.numel(), self.cache.num_views
-        views = torch.rand(b, v, generator=self.gen).argsort(dim=1)[:, : self.k]  # (B, V') distinct views
-        rows = index.cpu().numpy()
-        if self.ids is not None:
-            rows = self.ids[rows]
-        pick = (np.arange(b)[:, None], views.numpy())  # whole rows are read (contiguous), then V' views kept
-        emb = torch.from_numpy(np.asarray(self.cache.embeddings[rows])[pick])
-        poses = torch.from_numpy(np.asarray(self.cache.poses[rows])[pick])
-        hist = torch.from_numpy(np.asarray(self.cache.histograms[rows])[pick])
-        poses = rotate_poses(poses, rotation.cpu())
-        nb = self.device.type == "cuda"
-        return (emb.to(self.device, torch.float32, non_blocking=nb), poses.to(self.device, non_blocking=nb),
-                hist.to(self.device, non_blocking=nb))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -139,22 +112,24 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     train_ids, heldout_ids = split_heldout(len(dataset), cfg.heldout_fraction, cfg.seed)
     if cfg.batch_size > len(train_ids):
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the training objects ({len(train_ids)})")
-    # Each rank takes its share of every global batch; "index" numbers the training objects, and the batcher
-    # maps it back to the dataset's (and the cache's) numbering.
+    # Each rank takes its share of every global batch; "index" numbers the training objects, and the slicer
+    # maps it back to the cache's numbering where the batch is built, so its targets come with it.
+    slicer = CacheSlicer(cache, cfg.views_per_object, cfg.seed, dist_info.rank, train_ids,
+                         histograms=model.config.condition.use_histogram)
     loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size,
                          backend=cfg.loader, shuffle=True,
                          augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
                          num_points=cfg.num_points or model.config.tokenizer.num_points,
                          seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
-                         rank=dist_info.rank, world_size=dist_info.world_size)
+                         rank=dist_info.rank, world_size=dist_info.world_size, extras=slicer)
     steps_per_epoch = len(loader)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     if total_steps < 1:
         raise ValueError(f"max_steps/epochs: expected at least one step, got {total_steps}")
 
     opt, sched = build_optimizer(model, cfg, total_steps, device)
-    view_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + dist_info.rank)
-    batcher = CacheBatcher(cache, cfg.views_per_object, view_gen, device, train_ids)
+    mean = torch.as_tensor(cache.target_mean, dtype=torch.float32, device=device)
+    std = torch.as_tensor(cache.target_std, dtype=torch.float32, device=device)
     train_model = model
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -170,7 +145,6 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        view_gen.set_state(state["view_generator"][dist_info.rank])
         step = state["step"]
         if dist_info.is_main:
             _truncate_metrics(metrics_path, step)
@@ -190,10 +164,9 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
         loader.set_epoch(epoch, first_batch=skip)  # a resumed epoch starts at its next batch, nothing is re-read
-        for batch in loader:
-            points = batch["points"].to(device, non_blocking=True)
-            target, poses, hist = batcher(batch["index"], batch["rotation"])
-            train_step(points, target, poses, hist, batcher.mean, batcher.std)
+        for batch in loader:  # on `device`, with the teacher targets sliced on the host (CacheSlicer)
+            poses = rotate_poses(batch["poses"], batch["rotation"])  # cameras turned with the points
+            train_step(batch["points"], batch["target"].float(), poses, batch.get("histograms"), mean, std)
             step += 1
             bar.update(cfg.batch_size)
             log_now = step % cfg.log_every == 0 or step == total_steps
@@ -207,9 +180,9 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
                 train_step.reset()
                 t_log = time.perf_counter()
             if dist_info.is_main and len(heldout_ids) and (step % steps_per_epoch == 0 or step == total_steps):
-                _log_heldout(heldout_path, step, epoch, model, dataset, heldout_ids, batcher, device, bar)
+                _log_heldout(heldout_path, step, epoch, model, dataset, heldout_ids, cache, mean, std, bar)
             if checkpoint_now:
-                _checkpoint(out, step, model, opt, sched, view_gen, dist_info)
+                _checkpoint(out, step, model, opt, sched, dist_info)
             if step >= total_steps:
                 break
     bar.close()
@@ -245,23 +218,19 @@ def _log_metrics(path, step, epoch, stats, sched, cfg, t_start, bar, dist_info) 
     bar.set_postfix(loss=f"{stats.loss:.4f}")
 
 
-def _log_heldout(path, step, epoch, model, dataset, ids, batcher, device, bar) -> None:
+def _log_heldout(path, step, epoch, model, dataset, ids, cache, mean, std, bar) -> None:
     # Own RNG state: a random FPS start must not shift the training streams (resume stays bit-exact).
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        scores = heldout_scores(model, dataset, ids, batcher.cache, batcher.mean, batcher.std,
-                                model.config.tokenizer.num_points)
+    with torch.random.fork_rng(devices=[mean.device] if mean.device.type == "cuda" else []):
+        scores = heldout_scores(model, dataset, ids, cache, mean, std, model.config.tokenizer.num_points)
     with open(path, "a") as f:
         f.write(json.dumps({"step": step, "epoch": epoch, "objects": len(ids), **scores}) + "\n")
     bar.set_postfix(heldout_r2=f"{scores['r2']:.3f}")
 
 
-def _checkpoint(out, step, model, opt, sched, view_gen, dist_info) -> None:
-    # Every rank's view generator goes into the one checkpoint, so any rank can resume.
-    states = [view_gen.get_state()]
-    if dist_info.enabled:
-        states = [None] * dist_info.world_size
-        torch.distributed.all_gather_object(states, view_gen.get_state())
+def _checkpoint(out, step, model, opt, sched, dist_info) -> None:
+    # The views are drawn per batch from (seed, rank, epoch, batch): no generator state to save.
     if dist_info.is_main:
         save_checkpoint(out, step, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                           "rng": rng_state(), "view_generator": states, "step": step})
+                                           "rng": rng_state(), "step": step})
     barrier(dist_info)
+
