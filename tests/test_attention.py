@@ -179,6 +179,42 @@ def test_forced_triton_without_support_falls_back_to_sdpa(monkeypatch):
     assert selected_backend(*(torch.randn(1, 1, 300, 32) for _ in range(3))) == "sdpa"  # too long
 
 
+# (Lq, Lk, head dim, dtype, device) -> the auto rule's choice
+RULE_CASES = [((65, 65, 64, torch.bfloat16, "cuda"), "triton"), ((1, 1, 64, torch.bfloat16, "cuda"), "triton"),
+              ((17, 128, 32, torch.float16, "cuda"), "triton"), ((65, 129, 64, torch.bfloat16, "cuda"), "sdpa"),
+              ((256, 256, 128, torch.bfloat16, "cuda"), "sdpa"), ((65, 65, 64, torch.float32, "cuda"), "sdpa"),
+              ((65, 65, 48, torch.bfloat16, "cuda"), "sdpa"), ((300, 65, 64, torch.bfloat16, "cuda"), "sdpa"),
+              ((65, 65, 64, torch.bfloat16, "cpu"), "sdpa")]
+
+
+def _rule_table() -> list:
+    return [dispatch.rule(dev, dt, lq, lk, d) for (lq, lk, d, dt, dev), _ in RULE_CASES]
+
+
+def test_auto_rule_depends_only_on_shape_dtype_and_device():
+    assert _rule_table() == [want for _, want in RULE_CASES]
+    code = ("import json, torch; from tests.test_attention import _rule_table; "
+            "print(json.dumps(_rule_table()))")
+    other = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                           capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(other.stdout) == _rule_table()  # another process decides the same
+
+
+def test_dispatch_draws_no_random_numbers_and_is_recorded(monkeypatch):
+    monkeypatch.delenv("CROSSJEPA_ATTENTION", raising=False)
+    q, k, v = (torch.randn(2, 3, 9, 32) for _ in range(3))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    state = torch.get_rng_state()
+    choices = {selected_backend(q, k, v, mask) for _ in range(3)}
+    attention(q, k, v)
+    assert choices == {"sdpa"} and torch.equal(torch.get_rng_state(), state)
+    record = dispatch.dispatch_record()
+    assert record["mode"] == "auto" and record["rule"] == dispatch.RULE
+    assert {"mode": "auto", "device": "cpu", "dtype": "float32", "lq": 9, "lk": 9, "head_dim": 32, "masked": True,
+            "backend": "sdpa"} in record["choices"]
+    assert json.loads(json.dumps(record)) == record
+
+
 def test_env_var_is_validated(monkeypatch):
     monkeypatch.setenv("CROSSJEPA_ATTENTION", "fastest")
     q = torch.randn(1, 1, 4, 32)
@@ -248,16 +284,17 @@ def test_gpu_triton_matches_float64(shape, dtype, masked):
 
 
 @requires_cuda
-def test_gpu_dispatch_caches_choice_and_matches(monkeypatch):
+def test_gpu_dispatch_follows_the_rule_draws_nothing_and_matches(monkeypatch):
     monkeypatch.delenv("CROSSJEPA_ATTENTION", raising=False)
     generator = torch.Generator().manual_seed(3)
     q, k, v, mask = (t.cuda() for t in make_inputs(64, 6, 65, 65, 64, torch.bfloat16, True, False, generator))
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    dispatch._choice.clear()
-    first = selected_backend(*leaves, mask)
-    assert first in ("triton", "sdpa") and len(dispatch._choice) == 1
-    assert selected_backend(*leaves, mask) == first
+    rng = torch.cuda.get_rng_state()
+    assert selected_backend(*leaves, mask) == selected_backend(*leaves, mask) == "triton"  # Lk 65 <= 128
+    long = torch.randn(2, 6, 200, 64, device="cuda", dtype=torch.bfloat16)
+    assert selected_backend(long, long, long) == "sdpa"  # past the rule's key length
     out = attention(*leaves, mask)
+    assert torch.equal(torch.cuda.get_rng_state(), rng)
     assert _rel_norm(out, reference(q, k, v, mask)) < 1e-2
     assert (out[1] == 0).all()
 

@@ -52,6 +52,10 @@ def test_pretrain_writes_weights_metrics_and_plot(cache_dir, tmp_path):
     assert [r["step"] for r in lines] == [1, 2, 3]
     assert all(r["loss"] > 0 and r["objects_per_s"] > 0 for r in lines)
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    attention = json.loads((out / "runtime.json").read_text())["attention"]  # the dispatch, recorded
+    assert attention["mode"] == "auto" and "Lk <=" in attention["rule"]
+    assert attention["choices"] and {c["backend"] for c in attention["choices"]} == {"sdpa"}  # CPU
+    assert {c["device"] for c in attention["choices"]} == {"cpu"}
     from crossjepa.train.checkpoint import load_pretrained
 
     model = load_pretrained(out / "model.safetensors")

@@ -1,5 +1,6 @@
-"""Attention kernels: `attention` picks the Triton fused kernel or torch SDPA per shape (see dispatch)."""
+"""Attention kernels: `attention` picks the Triton fused kernel or torch SDPA per shape by a fixed rule (see
+dispatch)."""
 
-from .dispatch import attention, sdpa_attention, selected_backend
+from .dispatch import attention, dispatch_record, sdpa_attention, selected_backend
 
-__all__ = ["attention", "sdpa_attention", "selected_backend"]
+__all__ = ["attention", "dispatch_record", "sdpa_attention", "selected_backend"]

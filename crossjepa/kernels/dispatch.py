@@ -1,12 +1,21 @@
 """`attention(q, k, v, key_padding_mask=None)`: the one attention entry point the model calls.
 
-Backends: torch SDPA, and the Triton fused kernel (attention_triton) for short sequences on CUDA. With
-CROSSJEPA_ATTENTION=auto (the default) the first call for a (device, shape, dtype, mask?, needs-grad) key times
-both (forward, plus backward when a gradient is needed) with CUDA events and caches the faster one for the
-process, so the choice is never slower than SDPA as measured. Under torch.compile, auto means SDPA; inside a
-CUDA graph capture, auto uses a choice measured before the capture, else SDPA. CROSSJEPA_ATTENTION=sdpa always
-uses SDPA; CROSSJEPA_ATTENTION=triton uses the Triton kernel wherever it supports the inputs, SDPA elsewhere.
-CPU tensors always use SDPA, unless TRITON_INTERPRET=1 and CROSSJEPA_ATTENTION=triton (tests).
+Backends: torch SDPA, and the Triton fused kernel (attention_triton) for short sequences on CUDA. The backend
+is a fixed rule of the inputs' device, dtype and shape, never a timing: the same shapes get the same kernel in
+every run and on every rank, and choosing draws nothing from any random generator.
+
+The rule (CROSSJEPA_ATTENTION=auto, the default): Triton when q is on CUDA, fp16 or bf16, the head dim is in
+HEAD_DIMS, Lq <= MAX_LEN and Lk <= RULE_MAX_KEYS, and not under torch.compile (which traces SDPA natively);
+SDPA otherwise. RULE_MAX_KEYS = 128 is where the kernel holds a head's keys and values in one resident tile,
+the case it is built for (a plain softmax, a backward without atomics; the encoder has 65 tokens). It is the
+kernel's design point, not a measurement: no GPU timings of the two backends exist yet. Re-measure it on a GPU
+with the benchmark suite (`crossjepa bench --suite attention`, shapes around the threshold) and move
+RULE_MAX_KEYS to the measured crossover.
+
+CROSSJEPA_ATTENTION=sdpa always uses SDPA; CROSSJEPA_ATTENTION=triton uses the Triton kernel wherever it
+supports the inputs (Lq, Lk <= MAX_LEN), SDPA elsewhere. CPU tensors always use SDPA, unless TRITON_INTERPRET=1
+and CROSSJEPA_ATTENTION=triton (tests). `dispatch_record()` gives the mode, the rule and the backend of every
+input kind seen by this process; pretraining writes it to the run's runtime.json.
 
 Mask semantics (both backends): (B, Lk) bool, True = keep; masked keys get zero weight; a row whose keys are
 all masked outputs zeros (SDPA alone would give NaN) and passes no gradient.
@@ -15,15 +24,17 @@ This module never imports triton unless the Triton kernel may run, so CPU-only u
 """
 
 import os
-import statistics
 
 import torch
 import torch.nn.functional as F
 
 MAX_LEN = 256
+RULE_MAX_KEYS = 128
 HEAD_DIMS = (32, 64, 128)
 _MODES = ("auto", "triton", "sdpa")
-_choice: dict = {}  # key -> "triton" | "sdpa", filled by the first call per key
+RULE = (f"triton if CUDA, fp16/bf16, head dim in {HEAD_DIMS}, Lq <= {MAX_LEN}, Lk <= {RULE_MAX_KEYS} and not "
+        f"compiling; else sdpa")
+_chosen: dict = {}  # (mode, device type, dtype, Lq, Lk, d, masked) -> backend, for dispatch_record
 
 
 def check_attention_args(q, k, v, key_padding_mask=None):
@@ -90,65 +101,41 @@ def _triton_fn():
     return FusedAttention.apply
 
 
-def _time_ms(fn, q, k, v, key_padding_mask, needs_grad, rounds=5, iters=5):
-    """Median milliseconds of `iters` calls (forward, + backward when needs_grad), over `rounds` event pairs."""
-    leaves = [t.detach().requires_grad_(t.requires_grad and needs_grad) for t in (q, k, v)]
-    wrt = [t for t in leaves if t.requires_grad]
-    grad_out = torch.randn_like(q) if needs_grad else None
-
-    def step():
-        with torch.set_grad_enabled(needs_grad):
-            out = fn(*leaves, key_padding_mask)
-            if needs_grad:
-                torch.autograd.grad(out, wrt, grad_out)
-
-    step()  # compile and autotune outside the timed region
-    step()
-    samples = []
-    for _ in range(rounds):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            step()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / iters)
-    return statistics.median(samples)
+def rule(device_type: str, dtype: torch.dtype, lq: int, lk: int, head_dim: int) -> str:
+    """The auto choice for these inputs, outside torch.compile: see the module docstring."""
+    fits = dtype in (torch.float16, torch.bfloat16) and head_dim in HEAD_DIMS
+    return "triton" if device_type == "cuda" and fits and 1 <= lq <= MAX_LEN and 1 <= lk <= RULE_MAX_KEYS else "sdpa"
 
 
-def _measure(fused, q, k, v, key_padding_mask, needs_grad) -> str:
-    from triton.compiler.errors import CompilationError
-    from triton.runtime.errors import OutOfResources
-
-    try:
-        t_triton = _time_ms(fused, q, k, v, key_padding_mask, needs_grad)
-    except (OutOfResources, CompilationError):
+def _choose(mode, q, k, key_padding_mask) -> str:
+    if mode == "sdpa" or not triton_supports(q, k, key_padding_mask, allow_fp32=not q.is_cuda):
         return "sdpa"
-    t_sdpa = _time_ms(sdpa_attention, q, k, v, key_padding_mask, needs_grad)
-    return "triton" if t_triton < t_sdpa else "sdpa"
+    if mode == "auto" and (not q.is_cuda or torch.compiler.is_compiling()):
+        return "sdpa"  # the interpreter is for tests; torch.compile traces SDPA natively
+    if mode == "auto" and rule(q.device.type, q.dtype, q.shape[2], k.shape[2], q.shape[3]) == "sdpa":
+        return "sdpa"
+    return "triton" if _triton_fn() is not None else "sdpa"
 
 
 def selected_backend(q, k, v, key_padding_mask=None) -> str:
-    """"triton" or "sdpa": what `attention` runs for these inputs (measuring on the first CUDA call in auto)."""
+    """"triton" or "sdpa": what `attention` runs for these inputs (a pure function of mode, device, dtype and
+    shape; never measures, never draws random numbers)."""
     check_attention_args(q, k, v, key_padding_mask)
     mode = _mode()
-    if mode == "sdpa" or not triton_supports(q, k, key_padding_mask, allow_fp32=not q.is_cuda):
-        return "sdpa"
-    if mode == "triton":
-        return "triton" if _triton_fn() is not None else "sdpa"
-    if not q.is_cuda or torch.compiler.is_compiling():
-        return "sdpa"  # the interpreter is for tests; torch.compile traces SDPA natively
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    key = (q.device, tuple(q.shape), k.shape[2], q.dtype, key_padding_mask is not None, needs_grad)
-    if key in _choice:
-        return _choice[key]
-    fused = _triton_fn()
-    if fused is None:
-        return "sdpa"
-    if torch.cuda.is_current_stream_capturing():
-        return "sdpa"  # cannot time inside a CUDA graph capture; a key measured before capture keeps its choice
-    _choice[key] = _measure(fused, q, k, v, key_padding_mask, needs_grad)
-    return _choice[key]
+    backend = _choose(mode, q, k, key_padding_mask)
+    if not torch.compiler.is_compiling():
+        key = (mode, q.device.type, str(q.dtype).removeprefix("torch."), q.shape[2], k.shape[2], q.shape[3],
+               key_padding_mask is not None)
+        _chosen[key] = backend
+    return backend
+
+
+def dispatch_record() -> dict:
+    """{"mode", "rule", "choices": [{device, dtype, lq, lk, head_dim, masked, backend}, ...]}: what this
+    process chose so far (for a run's record)."""
+    fields = ("mode", "device", "dtype", "lq", "lk", "head_dim", "masked")
+    choices = [{**dict(zip(fields, key)), "backend": backend} for key, backend in sorted(_chosen.items(), key=str)]
+    return {"mode": _mode(), "rule": RULE, "choices": choices}
 
 
 def attention(q, k, v, key_padding_mask=None):

@@ -8,8 +8,9 @@ CPU (thread counts fixed per comparison, so a run under load compares like with 
   group, same shape: crossjepa vs cdist+topk+gather
 FPS is exact: its check is that the indices equal fpsample's from the same start index. kNN and group check
 the distances against the peer's (cdist may pick another of two equidistant neighbours).
-CUDA: FPS vs pointnet2_ops (when importable) and the torch reference; group (fp32, bf16) vs cdist+topk+gather;
-attention fwd+bwd (Triton fused, the dispatcher) vs torch SDPA, with and without a key-padding mask.
+CUDA: FPS vs pointnet2_ops (when importable; target 3x) and the torch reference; group (fp32, bf16) vs
+cdist+topk+gather (target 3x) and the torch reference; attention fwd+bwd (Triton fused, the dispatcher) vs torch
+SDPA with its own backend choice and each backend forced, with and without a key-padding mask.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import ops
 from . import references as refs
@@ -132,8 +134,6 @@ def ops_cases(s: Settings) -> Iterator[Case]:
 
 def _sdpa(backend=None):
     def fn(q, k, v, mask):
-        from torch.nn.attention import sdpa_kernel
-
         m = None if mask is None else mask[:, None, None, :]
         if backend is None:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
@@ -165,18 +165,17 @@ def _relative_error(fn, qkv, mask, grad) -> float:
 def attention_cases(s: Settings) -> Iterator[Case]:
     b, h, n, d = (8, 6, 65, 64) if s.quick else (512, 6, 65, 64)  # the encoder: 64 patches + cls, 6 heads
     if s.cuda:
-        from torch.nn.attention import SDPBackend
-
         from ..kernels import attention
         from ..kernels.attention_triton import fused_attention
 
         impls = {"triton fused": ("triton", fused_attention), "dispatch": ("crossjepa.kernels", attention),
                  "sdpa": ("torch", _sdpa())}
-        impls.update({f"sdpa {name}": ("torch", _sdpa(getattr(SDPBackend, backend))) for name, backend in (
-            ("flash", "FLASH_ATTENTION"), ("efficient", "EFFICIENT_ATTENTION"), ("cudnn", "CUDNN_ATTENTION"),
-            ("math", "MATH"))})
+        impls.update({f"sdpa {name}": ("torch", _sdpa(backend)) for name, backend in (
+            ("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+            ("cudnn", SDPBackend.CUDNN_ATTENTION), ("math", SDPBackend.MATH))})
     else:  # the Triton kernel runs on a GPU only: the row says so
         impls = {"triton fused": ("triton", None)}
+    sdpa = tuple(impl for impl in impls if impl.startswith("sdpa"))  # torch's choice first, then each forced
     for masked in (False, True):
         shape = f"B={b} H={h} L={n} d={d} bf16{', key-padding mask' if masked else ''}"
         for impl, (backend, fn) in impls.items():
@@ -188,5 +187,5 @@ def attention_cases(s: Settings) -> Iterator[Case]:
                 return _relative_error(fn, *_attention_inputs(2, h, n, d, masked, s.device)) < 2e-2
             ours = impl in ("triton fused", "dispatch")
             yield Case("attention fwd+bwd", impl, shape, backend, b, "objects/s", None if fn is None else factory,
-                       ("sdpa",) if ours else (), note="needs CUDA" if fn is None else "",
+                       sdpa if ours else (), note="needs CUDA" if fn is None else "",
                        optional=impl.startswith("sdpa "), check=check if ours else None)

@@ -2,7 +2,8 @@
 teacher embeddings. Resumable bit-exactly on CPU, runnable under torchrun.
 
 Between log intervals the loop never reads the device: each batch arrives with its teacher targets (CacheSlicer,
-run where the loader builds the batch), and the step keeps its statistics and non-finite guard on the device."""
+run where the loader builds the batch), and the step keeps its statistics and non-finite guard on the device.
+The attention backends the model got are written to runtime.json after the first step."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
 from ..data.transforms import AugmentConfig, rotate_poses
+from ..kernels import dispatch_record
 from ..models import build
 from ..models.config import preset_config
 from ..teacher import open_cache
@@ -160,6 +162,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     bar = tqdm(total=total_steps * cfg.batch_size, initial=step * cfg.batch_size, unit="obj", unit_scale=True,
                disable=not (progress and dist_info.is_main), desc="pretrain", dynamic_ncols=True)
     t_log = time.perf_counter()
+    start = step
     train_model.train()
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -168,6 +171,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
             poses = rotate_poses(batch["poses"], batch["rotation"])  # cameras turned with the points
             train_step(batch["points"], batch["target"].float(), poses, batch.get("histograms"), mean, std)
             step += 1
+            if step == start + 1:  # every attention shape has been dispatched once
+                _record_dispatch(out, dist_info)
             bar.update(cfg.batch_size)
             log_now = step % cfg.log_every == 0 or step == total_steps
             checkpoint_now = step % cfg.checkpoint_every == 0 or step == total_steps
@@ -234,3 +239,9 @@ def _checkpoint(out, step, model, opt, sched, dist_info) -> None:
                                            "rng": rng_state(), "step": step})
     barrier(dist_info)
 
+
+def _record_dispatch(out: Path, dist_info: DistInfo) -> None:
+    """The attention backend each shape got (after a step, when every shape has been seen), beside
+    config.yaml."""
+    if dist_info.is_main:
+        write_text(out / "runtime.json", json.dumps({"attention": dispatch_record()}, indent=2) + "\n")
