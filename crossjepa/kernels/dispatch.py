@@ -110,9 +110,8 @@ def rule(device_type: str, dtype: torch.dtype, lq: int, lk: int, head_dim: int) 
 def _choose(mode, q, k, key_padding_mask) -> str:
     if mode == "sdpa" or not triton_supports(q, k, key_padding_mask, allow_fp32=not q.is_cuda):
         return "sdpa"
-    if mode == "auto" and (not q.is_cuda or torch.compiler.is_compiling()):
-        return "sdpa"  # the interpreter is for tests; torch.compile traces SDPA natively
-    if mode == "auto" and rule(q.device.type, q.dtype, q.shape[2], k.shape[2], q.shape[3]) == "sdpa":
+    if mode == "auto" and (torch.compiler.is_compiling()  # torch.compile traces SDPA natively
+                           or rule(q.device.type, q.dtype, q.shape[2], k.shape[2], q.shape[3]) == "sdpa"):
         return "sdpa"
     return "triton" if _triton_fn() is not None else "sdpa"
 
