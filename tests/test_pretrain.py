@@ -89,13 +89,26 @@ def test_sigkill_then_resume_is_bit_identical(cache_dir, tmp_path):
     assert steps_logged == list(range(1, steps + 1))
 
 
-def test_torchrun_two_cpu_processes(cache_dir, tmp_path):
+def test_torchrun_two_cpu_processes_train_the_same_weights(cache_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "crossjepa", "-q", "pretrain", "--data", DATA, "--cache", str(cache_dir), "--out", str(out),
-           "--preset", "tiny", "--max-steps", "2", "--batch-size", "8", "--device", "cpu", "--set", "num_workers=0"]
+           str(REPO / "tests" / "torchrun_pretrain.py"), "-q", "pretrain", "--data", DATA, "--cache", str(cache_dir),
+           "--out", str(out), "--preset", "tiny", "--max-steps", "3", "--batch-size", "8", "--device", "cpu",
+           "--set", "num_workers=0"]
     subprocess.run(cmd, check=True, env=_env(), timeout=300)
-    assert (out / "model.safetensors").is_file()
+    saved, rank0, rank1 = (load_file(str(out / name)) for name in
+                           ("model.safetensors", "rank0.safetensors", "rank1.safetensors"))
+    assert rank0.keys() == rank1.keys() and rank0.keys() <= saved.keys()
+    for name in rank0:  # DDP kept the replicas identical, and rank 0 saved them
+        assert torch.equal(rank0[name], rank1[name]), name
+        assert torch.equal(rank0[name], saved[name]), name
+    from crossjepa.teacher import open_cache
+    from crossjepa.train.config import TrainConfig
+    from crossjepa.train.pretrain import build_model
+
+    torch.manual_seed(0)  # pretrain's initialisation (seed 0): the ranks did train
+    fresh = dict(build_model(TrainConfig(preset="tiny"), open_cache(cache_dir).dim).named_parameters())
+    assert any(not torch.equal(rank0[name], fresh[name].detach()) for name in rank0)
 
 
 def test_bad_inputs_give_one_line(cache_dir, tmp_path):
