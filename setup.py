@@ -3,20 +3,20 @@
 - torch not importable at build time (e.g. an isolated `pip install .`): the extension is skipped with a
   warning and the ops run on the torch reference. Use `pip install --no-build-isolation -e .` to compile it.
 - CUDA kernels are compiled when torch has CUDA and nvcc is found (CUDA_HOME), or when FORCE_CUDA=1.
-  Architectures: CROSSJEPA_CUDA_ARCH (e.g. "8.0;9.0"; "+PTX" also embeds PTX), default "8.0;8.6;8.9;9.0+PTX".
+  Architectures: TORCH_CUDA_ARCH_LIST (torch's convention, e.g. "8.0;9.0+PTX"), default "8.0;8.6;8.9;9.0+PTX";
+  the flags and the parsing are in tools/build_flags.py, shared with CMakeLists.txt and the nvcc compile check.
 - A failed compile does not fail the install (the package falls back to the reference and warns once per op)
   unless CROSSJEPA_STRICT_BUILD=1.
 """
 
 import glob
+import importlib.util
 import os
-import re
 import sys
 
 from setuptools import setup
 from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError
 
-DEFAULT_CUDA_ARCH = "8.0;8.6;8.9;9.0+PTX"
 CUDA_SOURCES = ("csrc/fps/fps_cuda.cu", "csrc/knn/knn_cuda.cu", "csrc/group/group_cuda.cu")
 
 
@@ -24,20 +24,13 @@ def warn(message):
     print(f"crossjepa setup: WARNING: {message}", file=sys.stderr)
 
 
-def cuda_arch_flags(spec):
-    """ "8.0;9.0+PTX" -> nvcc -gencode flags (SASS for each arch, plus PTX where +PTX is given)."""
-    flags = []
-    for item in re.split(r"[;\s,]+", spec.strip()):
-        if not item:
-            continue
-        match = re.fullmatch(r"(\d+)\.(\d+)(\+PTX)?", item)
-        if match is None:
-            raise ValueError(f"CROSSJEPA_CUDA_ARCH: expected entries like 8.0 or 9.0+PTX, got {item!r}")
-        arch = match.group(1) + match.group(2)
-        flags.append(f"-gencode=arch=compute_{arch},code=sm_{arch}")
-        if match.group(3):
-            flags.append(f"-gencode=arch=compute_{arch},code=compute_{arch}")
-    return flags
+def load_build_flags():
+    # By path: an isolated (PEP 517) build does not put the project folder on sys.path.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "build_flags.py")
+    spec = importlib.util.spec_from_file_location("crossjepa_build_flags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def want_cuda(torch, cuda_home):
@@ -70,6 +63,7 @@ def extension_setup():
         return [], {}
 
     strict = os.environ.get("CROSSJEPA_STRICT_BUILD", "0") == "1"
+    flags = load_build_flags()
 
     class OptionalBuildExtension(BuildExtension):
         def run(self):
@@ -87,11 +81,10 @@ def extension_setup():
         cxx_flags = ["/O2", "/openmp", "/fp:precise"]
         link_flags = []
     elif sys.platform == "darwin":  # Apple clang has no -fopenmp: the kernels then run single-threaded
-        cxx_flags = ["-O3", "-ffp-contract=off"]
+        cxx_flags = list(flags.CXX_FLAGS)
         link_flags = []
     else:
-        # -ffp-contract=off: no FMA contraction, so distances match the torch reference bit for bit.
-        cxx_flags = ["-O3", "-fopenmp", "-ffp-contract=off"]
+        cxx_flags = [*flags.CXX_FLAGS, "-fopenmp"]
         link_flags = ["-fopenmp"]
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/*/*.cpp"))
     kwargs = dict(
@@ -100,9 +93,8 @@ def extension_setup():
         extra_link_args=link_flags,
     )
     if want_cuda(torch, CUDA_HOME):
-        arch = os.environ.get("CROSSJEPA_CUDA_ARCH", DEFAULT_CUDA_ARCH)
-        # -fmad=false: same no-FMA rule as the CPU kernels, so CUDA FPS picks exactly the reference's indices.
-        nvcc_flags = ["-O3", "-fmad=false", "-lineinfo", *cuda_arch_flags(arch)]
+        arch = flags.arch_spec()
+        nvcc_flags = [*flags.NVCC_FLAGS, *flags.gencode_flags(arch)]
         print(f"crossjepa setup: building CUDA kernels for {arch} with {CUDA_HOME}/bin/nvcc")
         ext = CUDAExtension(
             sources=sources + sorted(glob.glob("csrc/*/*.cu")),

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Compile-only check of every CUDA source under csrc/ (no GPU needed): nvcc -c for sm_80 and sm_90 against the
-# installed torch's headers, with the flags setup.py and torch's extension build use. Prints one line per file
-# and exits non-zero if any file fails (its compiler output is shown).
-# Env: NVCC, PYTHON, CUDA_ARCHS (default "80 90"), CUDA_STD (default c++20, as torch's BuildExtension uses),
-# JOBS (parallel nvcc processes, default: number of CPUs).
+# Compile-only check of every CUDA source under csrc/ (no GPU needed): nvcc -c against the installed torch's
+# headers, with the flags and architectures setup.py builds with (both from tools/build_flags.py). Prints one
+# line per file and exits non-zero if any file fails (its compiler output is shown).
+# Env: NVCC, PYTHON, TORCH_CUDA_ARCH_LIST (as for the build, e.g. "8.0;9.0+PTX"; default: build_flags.py's),
+# CUDA_STD (default c++20, as torch's BuildExtension uses), JOBS (parallel nvcc processes, default: CPUs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 PYTHON=${PYTHON:-python}
-ARCHS=${CUDA_ARCHS:-"80 90"}
 STD=${CUDA_STD:-c++20}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
@@ -23,10 +22,13 @@ if ! TORCH_INCLUDES=$("$PYTHON" -c "$INCLUDE_CMD"); then
   exit 2
 fi
 PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+if ! NVCC_FLAGS=$("$PYTHON" tools/build_flags.py nvcc) || ! GENCODE=$("$PYTHON" tools/build_flags.py gencode); then
+  exit 2  # build_flags.py has said why (e.g. a malformed TORCH_CUDA_ARCH_LIST)
+fi
+mapfile -t NVCC_FLAGS <<<"$NVCC_FLAGS"
+mapfile -t GENCODE <<<"$GENCODE"
 
-FLAGS=(-c -std=$STD -O3 -fmad=false --expt-relaxed-constexpr -Xcompiler -fPIC -DWITH_CUDA
-  -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__
-  -D__CUDA_NO_HALF2_OPERATORS__ -I csrc -I "$PY_INCLUDE")
+FLAGS=(-c -std=$STD "${NVCC_FLAGS[@]}" "${GENCODE[@]}" -Xcompiler -fPIC -DWITH_CUDA -I csrc -I "$PY_INCLUDE")
 for dir in $TORCH_INCLUDES; do
   FLAGS+=(-I "$dir")
   # A CPU-only torch wheel lacks this generated header (it only sets a Windows export macro); skip it there.
@@ -34,11 +36,7 @@ for dir in $TORCH_INCLUDES; do
     FLAGS+=(-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE)
   fi
 done
-ARCH_LABEL=""
-for arch in $ARCHS; do
-  FLAGS+=(-gencode "arch=compute_${arch},code=sm_${arch}")
-  ARCH_LABEL+="${ARCH_LABEL:+, }sm_${arch}"
-done
+ARCH_LABEL=$("$PYTHON" tools/build_flags.py cmake-archs)
 
 mapfile -t SOURCES < <(find csrc -name '*.cu' | sort)
 if [ "${#SOURCES[@]}" -eq 0 ]; then
