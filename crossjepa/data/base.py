@@ -11,12 +11,10 @@ Per cloud, in this order:
 2b. the source's up axis is turned onto +y, crossjepa's world up (the renderer's cameras orbit y, the
    augmentation spins about y): ``up_axis`` "z" (ModelNet's meshes) maps (x, y, z) -> (x, z, -y), "x" maps
    (x, y, z) -> (-y, x, z); both are rotations, so shapes and handedness are kept;
-3. ``num_points`` (None keeps the stored cloud):
-   - more points than asked: the first ``num_points`` of a fixed permutation drawn from ``(seed, index)``, or
-     the prefix when the source is stored in farthest-point order (Point-MAE's .dat, our packed format), since
-     a prefix of an FPS ordering is itself an FPS subsample;
-   - fewer points than asked: the cloud is repeated cyclically (point j of the output is point j mod N);
-   - meshes are sampled to exactly ``num_points`` (or ``DEFAULT_MESH_POINTS``) instead, see formats/surface.py.
+3. ``num_points`` (None keeps the stored cloud): a cloud of another size is resampled by the rule of
+   data/subsample.py (the prefix when the source is stored in farthest-point order, else a random subset,
+   drawn from ``(seed, index)`` so an object always gives the same points); meshes are sampled to exactly
+   ``num_points`` (or ``DEFAULT_MESH_POINTS``) instead, see formats/surface.py.
 """
 
 from __future__ import annotations
@@ -29,6 +27,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .subsample import draw_subset, keyed_generator, prefix_indices
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
 UP_AXES = ("x", "y", "z")
@@ -63,14 +63,13 @@ def normalize_cloud(points: np.ndarray) -> np.ndarray:
 
 
 def resample_indices(n: int, num_points: int, rng_key: Sequence[int], prefix: bool) -> Optional[np.ndarray]:
-    """Indices taking an n-point cloud to num_points (None: keep it as is), following the module's rules."""
+    """Indices taking an n-point cloud to num_points by the rule of data/subsample.py; None when it already has
+    that size (every point once: a reordering would change nothing but the order)."""
     if n == num_points:
         return None
-    if n < num_points:
-        return np.arange(num_points) % n
     if prefix:
-        return np.arange(num_points)
-    return np.random.default_rng(list(rng_key)).permutation(n)[:num_points]
+        return prefix_indices(n, num_points).numpy()
+    return draw_subset(keyed_generator(rng_key), 1, n, num_points)[0].numpy()
 
 
 class PointCloudDataset(Dataset):

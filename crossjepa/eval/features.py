@@ -7,25 +7,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.subsample import subsample
+
 
 def _encoder_of(model: nn.Module) -> nn.Module:
     encoder = getattr(model, "encoder", model)
     if not hasattr(encoder, "features"):
         raise TypeError(f"model: expected a CrossJEPA model or a point encoder with .features, got {type(model).__name__}")
     return encoder
-
-
-def subsample(points: torch.Tensor, num_points: int, generator: torch.Generator) -> torch.Tensor:
-    """A random subset of `num_points` rows of (P, 3) points (with repeats only when P < num_points)."""
-    p = points.shape[0]
-    if p == 0:
-        raise ValueError("points: expected a non-empty cloud, got 0 points")
-    if p >= num_points:
-        idx = torch.randperm(p, generator=generator)[:num_points]
-    else:
-        extra = torch.randint(p, (num_points - p,), generator=generator)
-        idx = torch.cat([torch.randperm(p, generator=generator), extra])
-    return points[idx]
 
 
 @torch.no_grad()
