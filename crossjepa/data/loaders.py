@@ -17,13 +17,21 @@ its ``first_batch`` starts that epoch at a later batch without reading the ones 
 only on (seed, epoch, batch), the batches that follow are the same as in an epoch run from its start.
 
 Datasets with ``.points_array`` (O, N, 3) (a memory map for the packed format) and ``.labels_array`` (O,) are
-read with one gather per batch; other datasets item by item (torch backend) or stacked once into memory
-(device and dali backends, which need every cloud to have the same number of points).
+read with one gather per batch; an optional ``.array_rows`` (len(dataset),) says which row of points_array
+holds each object (a subset of a packed dataset). Other datasets are read item by item (torch backend) or
+stacked once into memory (device and dali backends, which need every cloud to have the same number of points).
+Coordinates are checked finite where they enter: each batch as it is built (torch), the stacked arrays once
+(device, dali); the model's ops then skip that scan.
+
+``extras(epoch, batch, index)`` (optional, picklable; index: numpy int64) returns more CPU tensors for a batch
+(the teacher targets): they are built where the batch is (DataLoader workers; for device and dali, a host
+thread one batch ahead) and moved with it, so nothing reads the batch's index back from the device.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,6 +106,9 @@ class BatchPlan:
 class Loader:
     """Base of the backends: len() batches per epoch; each iteration is the next epoch."""
 
+    extras = None  # see the module docstring
+    builds_extras = False  # whether the backend adds `extras` itself (else _with_extras does)
+
     def __init__(self, plan: BatchPlan, num_points: int, augment: Optional[AugmentConfig]):
         self.plan, self.num_points, self.augment = plan, num_points, augment
         self.epoch, self.first_batch = 0, 0
@@ -116,10 +127,32 @@ class Loader:
     def __iter__(self):
         epoch, first = self.epoch, self.first_batch
         self.epoch, self.first_batch = epoch + 1, 0
-        return self._iterate(epoch, first)
+        batches = self._iterate(epoch, first)
+        if self.extras is None or self.builds_extras:
+            return batches
+        return self._with_extras(batches, epoch, first)
 
     def _iterate(self, epoch: int, first: int):
         raise NotImplementedError
+
+    def _with_extras(self, batches, epoch: int, first: int):
+        """Adds `extras` to batches built on a device: computed on the host from the plan's indices one batch
+        ahead in a thread (overlapping the step), pinned, and copied to the batch's device without blocking."""
+        plan = self.plan.batches(epoch)
+        pin = torch.cuda.is_available()
+
+        def build(b):
+            extra = self.extras(epoch, b, plan[b].numpy())
+            return {k: v.pin_memory() for k, v in extra.items()} if pin else extra
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(build, first) if first < len(plan) else None
+            for b, batch in enumerate(batches, first):
+                extra = pending.result()
+                pending = pool.submit(build, b + 1) if b + 1 < len(plan) else None
+                device = batch["points"].device
+                batch.update({k: v.to(device, non_blocking=True) for k, v in extra.items()})
+                yield batch
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -130,8 +163,14 @@ def packed_arrays(dataset):
     points = getattr(dataset, "points_array", None)
     if points is None:
         return None, None
-    if points.ndim != 3 or points.shape[2] != 3 or points.shape[0] != len(dataset):
-        raise ValueError(f"dataset.points_array: expected shape ({len(dataset)}, N, 3), got {points.shape}")
+    rows = array_rows(dataset)
+    if points.ndim != 3 or points.shape[2] != 3 or (rows is None and points.shape[0] != len(dataset)):
+        objects = len(dataset) if rows is None else "O"
+        raise ValueError(f"dataset.points_array: expected shape ({objects}, N, 3), got {points.shape}")
+    if rows is not None and (rows.shape != (len(dataset),) or rows.min(initial=0) < 0
+                             or rows.max(initial=0) >= len(points)):
+        raise ValueError(f"dataset.array_rows: expected {len(dataset)} rows of points_array "
+                         f"(0..{len(points) - 1})")
     labels = getattr(dataset, "labels_array", None)
     if labels is None:
         labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=np.int64)
@@ -141,10 +180,28 @@ def packed_arrays(dataset):
     return points, labels
 
 
+def array_rows(dataset) -> Optional[np.ndarray]:
+    """The row of dataset.points_array holding each object, or None when object i is row i."""
+    rows = getattr(dataset, "array_rows", None)
+    return None if rows is None else np.asarray(rows, dtype=np.int64)
+
+
+def check_finite(points: np.ndarray, index) -> None:
+    """Refuse NaN/Inf coordinates where a cloud enters, naming the objects (`index`: their numbers)."""
+    if not np.isfinite(points).all():
+        bad = np.asarray(index)[~np.isfinite(points).all(axis=(1, 2))]
+        raise ValueError(f"dataset: non-finite coordinates in object(s) {bad[:8].tolist()}")
+
+
 def stacked_arrays(dataset, backend: str):
-    """(points, labels) of any dataset: its packed arrays, or every item read once and stacked."""
+    """(points, labels) of any dataset: its packed arrays, or every item read once and stacked; checked
+    finite."""
     points, labels = packed_arrays(dataset)
     if points is not None:
+        rows = array_rows(dataset)
+        if rows is not None:
+            points = points[rows]
+        check_finite(points, np.arange(len(points)))
         return points, labels
     items = [dataset[i] for i in range(len(dataset))]
     clouds = [np.asarray(item["points"], dtype=np.float32) for item in items]
@@ -152,7 +209,9 @@ def stacked_arrays(dataset, backend: str):
     if len(sizes) != 1 or clouds[0].ndim != 2 or clouds[0].shape[1] != 3:
         raise ValueError(f"dataset: backend {backend!r} needs clouds of one shape (N, 3), got shapes "
                          f"{sorted(sizes)[:3]}; use backend 'torch' or pack the dataset")
-    return np.stack(clouds), np.array([int(item["label"]) for item in items], dtype=np.int64)
+    points = np.stack(clouds)
+    check_finite(points, np.arange(len(points)))
+    return points, np.array([int(item["label"]) for item in items], dtype=np.int64)
 
 
 def check_num_points(num_points: int, num_stored: int) -> None:
@@ -189,21 +248,31 @@ def gather_tensor(points: torch.Tensor, index: torch.Tensor, num_points: int,
 
 
 class _BatchReader(torch.utils.data.Dataset):
-    """Builds whole batches in DataLoader workers from (epoch, batch, indices) requests."""
+    """Builds whole batches in DataLoader workers from (epoch, batch, indices) requests: checked finite, with
+    `extras` added."""
 
-    def __init__(self, dataset, points, labels, num_points, augment, seed):
+    def __init__(self, dataset, points, labels, num_points, augment, seed, rows=None, extras=None):
         self.dataset = dataset if points is None else None
         self.points = None if points is None else _ArrayHandle(points)
         self.labels, self.num_points, self.augment, self.seed = labels, num_points, augment, seed
+        self.rows, self.extras = rows, extras
 
     def __getitem__(self, request) -> dict:
         epoch, batch, rows = request  # rows: numpy, cheaper than a tensor to send to a worker
+        out = self._build(epoch, batch, rows)
+        check_finite(out["points"].numpy(), rows)
+        if self.extras is not None:
+            out.update(self.extras(epoch, batch, rows))
+        return out
+
+    def _build(self, epoch, batch, rows) -> dict:
         index = torch.from_numpy(rows)
         g = batch_generator(self.seed, epoch, batch, "cpu") if self.augment is not None else None
         if self.points is not None:
             points = self.points.array
+            stored = rows if self.rows is None else self.rows[rows]
             subset, aug = draw_batch(g, len(rows), points.shape[1], self.num_points, self.augment)
-            gathered = gather_numpy(points, rows, self.num_points, subset)
+            gathered = gather_numpy(points, stored, self.num_points, subset)
             return finish_batch(gathered, torch.from_numpy(self.labels[rows]), index, aug)
         items = [self.dataset[int(i)] for i in rows]
         clouds = [torch.as_tensor(item["points"], dtype=torch.float32) for item in items]
@@ -264,8 +333,11 @@ class TorchLoader(Loader):
     """torch DataLoader over whole-batch requests: one gather per batch in the workers, pinned memory on CUDA
     machines; batches are moved to `device` when one is given."""
 
-    def __init__(self, dataset, plan, num_points, augment, seed, device, num_workers):
+    builds_extras = True
+
+    def __init__(self, dataset, plan, num_points, augment, seed, device, num_workers, extras=None):
         super().__init__(plan, num_points, augment)
+        self.extras = extras
         points, labels = packed_arrays(dataset)
         if points is not None:
             check_num_points(num_points, points.shape[1])
@@ -273,8 +345,9 @@ class TorchLoader(Loader):
         self._sampler = _EpochSampler(plan)
         pin = torch.cuda.is_available() and (self.device is None or self.device.type == "cuda")
         self._loader = torch.utils.data.DataLoader(
-            _BatchReader(dataset, points, labels, num_points, augment, seed), sampler=self._sampler,
-            batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=pin)
+            _BatchReader(dataset, points, labels, num_points, augment, seed, array_rows(dataset), extras),
+            sampler=self._sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0,
+            pin_memory=pin)
 
     def _iterate(self, epoch, first):
         self._sampler.epoch, self._sampler.first = epoch, first
@@ -321,8 +394,8 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 def make_loader(dataset, batch_size: int, backend: str = "torch", shuffle: bool = True, augment=False,
                 num_points: int = 1024, seed: int = 0, drop_last: bool = False, device=None, *,
-                num_workers: Optional[int] = None, rank: int = 0, world_size: int = 1) -> Loader:
-    """Batches of `dataset` (see the module docstring for what every backend yields).
+                num_workers: Optional[int] = None, rank: int = 0, world_size: int = 1, extras=None) -> Loader:
+    """Batches of `dataset` (see the module docstring for what every backend yields, and `extras`).
 
     augment: False, True (AugmentConfig defaults: rotation about the up axis + jitter) or an AugmentConfig.
     device: where batches live (torch: moved there after loading; device: where the dataset is resident,
@@ -354,9 +427,12 @@ def make_loader(dataset, batch_size: int, backend: str = "torch", shuffle: bool 
     plan = BatchPlan(num_objects, batch_size, bool(shuffle), seed, bool(drop_last), rank, world_size)
     if backend == "torch":
         workers = min(4, os.cpu_count() or 1) if num_workers is None else _check_int("num_workers", num_workers, 0)
-        return TorchLoader(dataset, plan, num_points, augment, seed, device, workers)
+        return TorchLoader(dataset, plan, num_points, augment, seed, device, workers, extras)
     if backend == "device":
-        return DeviceLoader(dataset, plan, num_points, augment, seed, device)
-    from .dali_loader import DaliLoader
+        loader = DeviceLoader(dataset, plan, num_points, augment, seed, device)
+    else:
+        from .dali_loader import DaliLoader
 
-    return DaliLoader(dataset, plan, num_points, augment, seed, device)
+        loader = DaliLoader(dataset, plan, num_points, augment, seed, device)
+    loader.extras = extras
+    return loader
