@@ -4,12 +4,12 @@
 (no DALI, no renderer) and the loader modules can import from this package freely.
 """
 
-from .base import CorruptFileError, PointCloudDataset
+from .base import CorruptFileError, PointCloudDataset, SplitNotFound
 from .formats import open_dataset
 from .packed import PackedDataset, pack
 
 __all__ = ["open_dataset", "make_loader", "pack", "PackedDataset", "PointCloudDataset", "SyntheticShapes",
-           "CorruptFileError"]
+           "CorruptFileError", "SplitNotFound"]
 
 
 def __getattr__(name):

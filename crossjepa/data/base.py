@@ -40,6 +40,11 @@ class CorruptFileError(ValueError):
     """A file that exists but cannot be read as its format says; the message names the file first."""
 
 
+class SplitNotFound(ValueError):
+    """The source is readable but holds no objects for the split asked for (e.g. no test split): callers may
+    fall back (the probe then uses nested CV), where any other error must surface."""
+
+
 def corrupt(path, reason: str) -> CorruptFileError:
     return CorruptFileError(f"corrupt file {path}: {reason}")
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_dir
-from .base import PointCloudDataset, check_num_points, corrupt
+from .base import PointCloudDataset, SplitNotFound, check_num_points, corrupt
 
 FORMAT = "crossjepa-packed"
 VERSION = 1
@@ -61,7 +61,7 @@ class PackedDataset(PointCloudDataset):
             raise ValueError(f"{self.path}: packed format version {self.meta.get('version')!r}, "
                              f"this reader knows {VERSION}")
         if split is not None and split != self.meta["split"]:
-            raise ValueError(f"{self.path}: packed folder holds split {self.meta['split']!r}, asked for {split!r}")
+            raise SplitNotFound(f"{self.path}: packed folder holds split {self.meta['split']!r}, asked for {split!r}")
         try:
             self.points_array = np.load(self.path / "points.npy", mmap_mode="r")
             self.labels_array = np.load(self.path / "labels.npy")

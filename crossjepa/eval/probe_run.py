@@ -69,12 +69,10 @@ def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None,
 
 def open_test_split(data: str, num_points=None):
     """The test split when the source has one; None (-> nested CV) when it has none."""
-    from ..data import open_dataset
+    from ..data import SplitNotFound, open_dataset
 
     try:
         test = open_dataset(data, split="test", num_points=num_points)
-    except ValueError as err:
-        if "split" in str(err):
-            return None
-        raise
+    except SplitNotFound:
+        return None
     return test if len(test) else None

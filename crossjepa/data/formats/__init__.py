@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..base import check_num_points
+from ..base import SplitNotFound, check_num_points
 from . import classfolder, fewshot, hdf5, modelnet, shapenet
 
 LAYOUTS = ("a packed folder (meta.json + points.npy)", "ShapeNet55 (shapenet_pc/ + train.txt/test.txt)",
@@ -57,6 +57,8 @@ def _open_folder(root: Path, split: str, **options):
             if options["up_axis"] not in (None, "y"):
                 raise ValueError(f"up_axis: {candidate} is packed, stored y-up already; got {options['up_axis']!r}")
             return packed.PackedDataset(candidate, split=split, num_points=options["num_points"])
+    if any(packed.is_packed(child) for child in root.iterdir()):
+        raise SplitNotFound(f"{root}: holds packed splits but no packed folder {root / split}")
     if shapenet.find(root):
         return shapenet.open_shapenet(root, split, **options)
     if modelnet.probe(root, split):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import DEFAULT_MESH_POINTS, PointCloudDataset
+from ..base import DEFAULT_MESH_POINTS, PointCloudDataset, SplitNotFound
 from .pointfiles import EXTENSIONS, read_cloud_file
 
 
@@ -57,7 +57,7 @@ def open_class_folder(root: Path, split: str, **options) -> FileDataset:
         names += [f"{name}/{e}" for e in entries]
         labels += [label] * len(entries)
     if not files:
-        raise ValueError(f"{root}: no point or mesh files for split {split!r} "
+        raise SplitNotFound(f"{root}: no point or mesh files for split {split!r} "
                          f"(looked for <class>/{split}/*{{{','.join(EXTENSIONS)}}})")
     # The layout is ModelNet's, whose meshes are z-up: unless told otherwise, read them as z-up.
     options["up_axis"] = options.get("up_axis") or "z"

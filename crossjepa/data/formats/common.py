@@ -8,7 +8,7 @@ import pickle
 import struct
 from pathlib import Path
 
-from ..base import corrupt
+from ..base import SplitNotFound, corrupt
 
 # (train marker, test marker, where it sits): ScanObjectNN's training_*/test_*, then *_train*/*_test*
 _MARKERS = (("training_", "test_", "prefix"), ("_train", "_test", "inside"))
@@ -29,7 +29,7 @@ def split_file(path: Path, split: str) -> Path:
             sibling = path.with_name(name.replace(have, other, 1))
             if split in ("train", "test") and sibling.is_file():
                 return sibling
-            raise ValueError(f"{path} holds the {have_split} split; for split {split!r} looked for {sibling}")
+            raise SplitNotFound(f"{path} holds the {have_split} split; for split {split!r} looked for {sibling}")
     return path
 
 

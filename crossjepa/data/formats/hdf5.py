@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import ArrayDataset, corrupt
+from ..base import ArrayDataset, SplitNotFound, corrupt
 from .common import split_file
 
 # label order of the ScanObjectNN release
@@ -70,7 +70,7 @@ def probe_modelnet_h5(root: Path) -> bool:
 def open_modelnet_h5(root: Path, split: str, **options) -> ArrayDataset:
     files = sorted(root.glob(f"ply_data_{split}*.h5"), key=_shard_key)
     if not files:
-        raise ValueError(f"{root}: no ModelNet40 HDF5 shards for split {split!r} (looked for ply_data_{split}*.h5)")
+        raise SplitNotFound(f"{root}: no ModelNet40 HDF5 shards for split {split!r} (looked for ply_data_{split}*.h5)")
     return _dataset(files, split, _shape_names(root), "modelnet40-h5", **options)
 
 
@@ -83,6 +83,8 @@ def open_scanobjectnn(root: Path, split: str, **options) -> ArrayDataset:
     if pattern is None:
         raise ValueError(f"split: ScanObjectNN has 'train' and 'test', got {split!r}")
     files = sorted(root.glob(pattern))
+    if not files:
+        raise SplitNotFound(f"{root}: no ScanObjectNN file {pattern} for split {split!r}")
     if len(files) != 1:
         found = ", ".join(f.name for f in files) or "none"
         raise ValueError(f"{root}: expected one ScanObjectNN file {pattern}, found {found}; pass the file itself")

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..base import ArrayDataset, PointCloudDataset, corrupt
+from ..base import ArrayDataset, PointCloudDataset, SplitNotFound, corrupt
 from .classfolder import FileDataset
 from .common import load_pickle, split_file
 
@@ -82,7 +82,7 @@ def open_modelnet(root: Path, split: str, **options) -> PointCloudDataset:
     if dats:
         return open_dat(dats[0], split, classes=classes, names=ids, **options)
     if ids is None:
-        raise ValueError(f"{root}: no ModelNet list {listing.name} or {prefix}_{split}_<K>pts_fps.dat")
+        raise SplitNotFound(f"{root}: no ModelNet list {listing.name} or {prefix}_{split}_<K>pts_fps.dat")
     index = {c: k for k, c in enumerate(classes)}
     cls = [i.rsplit("_", 1)[0] for i in ids]
     unknown = sorted(set(cls) - set(index))

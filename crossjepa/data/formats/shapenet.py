@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..base import SplitNotFound
 from .classfolder import FileDataset
 
 
@@ -30,7 +31,7 @@ def open_shapenet(root: Path, split: str, **options) -> FileDataset:
         raise ValueError(f"split: ShapeNet55 has 'train' and 'test', got {split!r}")
     entries = _entries(lists / f"{split}.txt")
     if not entries:
-        raise ValueError(f"{lists / f'{split}.txt'}: missing or empty ShapeNet55 split list")
+        raise SplitNotFound(f"{lists / f'{split}.txt'}: missing or empty ShapeNet55 split list")
     classes = sorted({e.split("-", 1)[0] for e in _entries(lists / "train.txt") + _entries(lists / "test.txt")})
     index = {c: k for k, c in enumerate(classes)}
     files = [clouds / (e if e.endswith(".npy") else e + ".npy") for e in entries]
