@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dispatch import check_attention_args, triton_supports
+from .support import check_attention_args, triton_supports
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 _STREAM_BLOCK_N = 64  # key block when Lk > 128

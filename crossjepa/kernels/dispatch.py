@@ -28,50 +28,13 @@ import os
 import torch
 import torch.nn.functional as F
 
-MAX_LEN = 256
+from .support import HEAD_DIMS, MAX_LEN, check_attention_args, triton_supports
+
 RULE_MAX_KEYS = 128
-HEAD_DIMS = (32, 64, 128)
 _MODES = ("auto", "triton", "sdpa")
 RULE = (f"triton if CUDA, fp16/bf16, head dim in {HEAD_DIMS}, Lq <= {MAX_LEN}, Lk <= {RULE_MAX_KEYS} and not "
         f"compiling; else sdpa")
 _chosen: dict = {}  # (mode, device type, dtype, Lq, Lk, d, masked) -> backend, for dispatch_record
-
-
-def check_attention_args(q, k, v, key_padding_mask=None):
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name}: expected shape (B, H, L, d), got {tuple(t.shape)}")
-        if not t.is_floating_point() or t.dtype != q.dtype:
-            raise TypeError(f"{name}: expected a floating tensor of q's dtype {q.dtype}, got {t.dtype}")
-        if t.device != q.device:
-            raise ValueError(f"{name}: expected a tensor on q's device {q.device}, got {t.device}")
-    if v.shape != k.shape:
-        raise ValueError(f"v: expected k's shape {tuple(k.shape)}, got {tuple(v.shape)}")
-    if k.shape[:2] != q.shape[:2] or k.shape[3] != q.shape[3]:
-        raise ValueError(f"k: expected shape ({q.shape[0]}, {q.shape[1]}, Lk, {q.shape[3]}), got {tuple(k.shape)}")
-    if key_padding_mask is not None:
-        if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
-            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
-            raise TypeError(f"key_padding_mask: expected a bool tensor, got {got}")
-        if key_padding_mask.shape != (k.shape[0], k.shape[2]) or key_padding_mask.device != q.device:
-            raise ValueError(f"key_padding_mask: expected shape ({k.shape[0]}, {k.shape[2]}) on {q.device}, "
-                             f"got {tuple(key_padding_mask.shape)} on {key_padding_mask.device}")
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
-
-
-def triton_supports(q, k, key_padding_mask=None, allow_fp32=False) -> bool:
-    """Whether the Triton kernel handles these inputs (shapes, dtypes, device); fp32 only where asked."""
-    dtypes = (torch.float16, torch.bfloat16, torch.float32) if allow_fp32 else (torch.float16, torch.bfloat16)
-    b, h, lq, d = q.shape
-    lk = k.shape[2]
-    on_device = q.is_cuda or (q.device.type == "cpu" and _interpreting())
-    return (on_device and q.dtype in dtypes and d in HEAD_DIMS and 1 <= lq <= MAX_LEN and 1 <= lk <= MAX_LEN
-            and b * h >= 1)
 
 
 def sdpa_attention(q, k, v, key_padding_mask=None):
