@@ -155,7 +155,7 @@ def run_embed(args) -> None:
 
 
 def run_pack(args) -> None:
-    from .data.packed import pack
+    from .data.packing import pack
 
     path = pack(args.src, args.out, split=args.split, num_points=args.num_points)
     print(f"packed: {path}")

@@ -6,7 +6,8 @@
 
 from .base import CorruptFileError, PointCloudDataset, SplitNotFound
 from .formats import open_dataset
-from .packed import PackedDataset, pack
+from .packed import PackedDataset
+from .packing import pack
 
 __all__ = ["open_dataset", "make_loader", "pack", "PackedDataset", "PointCloudDataset", "SyntheticShapes",
            "CorruptFileError", "SplitNotFound"]

@@ -72,7 +72,7 @@ class _NpyFiles(torch.utils.data.Dataset):
 def loader_cases(s: Settings) -> Iterator[Case]:
     from ..data import make_loader
     from ..data.loaders import BACKENDS
-    from ..data.packed import PackedDataset, pack
+    from ..data import PackedDataset, pack
 
     objects, size, batch = (32, 256, 8) if s.quick else (8192, 1024, 512)
     workers = 0 if s.quick else min(4, os.cpu_count() or 1)  # quick: no worker processes on a busy CI machine

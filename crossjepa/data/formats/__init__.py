@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import packed
 from ..base import SplitNotFound, check_num_points
 from . import classfolder, fewshot, hdf5, modelnet, shapenet
 
@@ -50,8 +51,6 @@ def _open_file(path: Path, split: str, **options):
 
 
 def _open_folder(root: Path, split: str, **options):
-    from .. import packed
-
     for candidate in (root, root / split):
         if packed.is_packed(candidate):
             if options["up_axis"] not in (None, "y"):
