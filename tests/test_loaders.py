@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossjepa.data.loaders import _ArrayHandle, epoch_order, make_loader
+from crossjepa.data import make_loader
+from crossjepa.data.loaders import _ArrayHandle, epoch_order
 from crossjepa.data.transforms import AugmentConfig, augment, random_rotation, rotate_poses
 
 try:

@@ -15,7 +15,7 @@ __all__ = ["open_dataset", "make_loader", "pack", "PackedDataset", "PointCloudDa
 
 def __getattr__(name):
     if name == "make_loader":
-        from .loaders import make_loader
+        from .backends import make_loader
 
         return make_loader
     if name == "SyntheticShapes":
