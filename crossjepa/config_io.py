@@ -1,11 +1,11 @@
-"""Typed dataclass configs: load from YAML, override with dotted `key=value` strings, dump back to YAML."""
+"""Typed dataclass configs: load from YAML, override (dotted keys, or `key=value` strings), dump back to YAML."""
 
 from __future__ import annotations
 
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 import yaml
 
@@ -74,23 +74,39 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     return cls(**kwargs)
 
 
-def apply_overrides(config: T, overrides: list[str]) -> T:
-    """Return a copy of `config` with `a.b.c=value` overrides applied (values parsed as YAML scalars)."""
+def override(config: T, updates: Mapping[str, Any]) -> T:
+    """A copy of `config` with `updates` applied, checked as a config file is (`from_dict`). A key is a field
+    name, dotted for nested ones ("encoder.depth"); a section may also take a dict of its fields (merged) or a
+    whole sub-config. The one override path: `apply_overrides` (CLI `--set`) and the model presets use it."""
     data = to_dict(config)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. encoder.depth=4")
-        key, raw = item.split("=", 1)
+    for key, value in updates.items():
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a config section")
+                raise ValueError(f"override {key!r}: {part!r} is not a config section")
             node = node[part]
-        if parts[-1] not in node:
-            raise ValueError(f"override {item!r}: unknown key {key!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        leaf = parts[-1]
+        if leaf not in node:
+            raise ValueError(f"override {key!r}: unknown key {leaf!r} (known: {', '.join(sorted(node))})")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = to_dict(value)
+        elif isinstance(value, dict) and isinstance(node[leaf], dict):
+            value = {**node[leaf], **value}
+        node[leaf] = value
     return from_dict(type(config), data)
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """`override` with `a.b.c=value` strings (values parsed as YAML scalars), applied in order."""
+    updates: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. encoder.depth=4")
+        key, raw = item.split("=", 1)
+        updates.pop(key.strip(), None)  # a repeated key counts where it was given last
+        updates[key.strip()] = yaml.safe_load(raw)
+    return override(config, updates)
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:

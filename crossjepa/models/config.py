@@ -6,8 +6,9 @@ and ablated. Fields are plain ints/floats/strs/bools so they round-trip through 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+
+from ..config_io import override
 
 FPS_STARTS = ("zero", "random")
 CONDITIONINGS = ("token", "adaln", "both")
@@ -169,33 +170,11 @@ def preset_config(preset: str = "default", teacher_dim: int | None = None, **ove
     """The named preset with overrides applied.
 
     Overrides name a ModelConfig field: a sub-config instance, a dict of its fields ({"depth": 4}), or a
-    dotted key (**{"encoder.depth": 4}).
+    dotted key (**{"encoder.depth": 4}); they go through config_io.override, as `--set` strings do.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     cfg = PRESETS[preset]()
     if teacher_dim is not None:
         overrides["teacher_dim"] = teacher_dim
-    sections = {f.name for f in dataclasses.fields(ModelConfig)}
-    updates: dict[str, dict] = {}
-    for key, value in overrides.items():
-        section, _, leaf = key.partition(".")
-        if section not in sections:
-            raise ValueError(f"overrides: unknown model field {key!r}; expected one of {', '.join(sorted(sections))}")
-        current = getattr(cfg, section)
-        if leaf or isinstance(value, dict):
-            if not dataclasses.is_dataclass(current):
-                raise ValueError(f"overrides: {section!r} is a plain value, not a section with fields")
-            updates.setdefault(section, {}).update({leaf: value} if leaf else value)
-        elif dataclasses.is_dataclass(current) and not isinstance(value, type(current)):
-            raise TypeError(f"overrides: {section} expected a {type(current).__name__} or a dict, got {type(value).__name__}")
-        else:
-            cfg = dataclasses.replace(cfg, **{section: value})
-    for section, values in updates.items():
-        sub = getattr(cfg, section)
-        known = {f.name for f in dataclasses.fields(sub)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"overrides: unknown {section} field {unknown[0]!r}; expected one of {', '.join(sorted(known))}")
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(sub, **values)})
-    return cfg
+    return override(cfg, overrides)
