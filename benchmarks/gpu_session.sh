@@ -6,7 +6,7 @@
 #
 # Steps (each under `timeout STEP_TIMEOUT`, logged; a failed step does not stop the next):
 #   env        nvidia-smi, nvcc, compute-sanitizer and library versions, whether pointnet2_ops imports
-#   build      crossjepa._C with CUDA for CROSSJEPA_CUDA_ARCH, in place (SKIP_BUILD=1: use the one built)
+#   build      crossjepa._C with CUDA for TORCH_CUDA_ARCH_LIST, in place (SKIP_BUILD=1: use the one built)
 #   tests      pytest $TESTS (the CUDA and Triton tests), then the CUDA tests of the other test files
 #   memcheck   compute-sanitizer memcheck over tools/sanitize_ops.py (no caching allocator: every tensor is
 #              its own allocation, so an access past its end is caught)
@@ -14,8 +14,8 @@
 #   bench      crossjepa bench --device cuda, every suite       -> $OUT/results/bench_cuda.json
 #   profile    crossjepa profile --device cuda --steps 20        -> $OUT/results/profile_cuda/
 # Everything lands in $OUT: summary.txt (one line per step), logs/<step>.log, results/.
-# Env: PYTHON (python3), OUT (/tmp/crossjepa_gpu_out), STEPS, STEP_TIMEOUT (900 s), TESTS, SANITIZER, CROSSJEPA_CUDA_ARCH
-# (9.0), MAX_JOBS (16), SKIP_BUILD. pointnet2_ops, when importable, is the FPS peer of the ops suite.
+# Env: PYTHON (python3), OUT (/tmp/crossjepa_gpu_out), STEPS, STEP_TIMEOUT (900 s), TESTS, SANITIZER,
+# TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SKIP_BUILD. pointnet2_ops, when importable, is the FPS peer of the ops suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +37,7 @@ step_env() {
 
 step_build() {
   if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    CROSSJEPA_CUDA_ARCH=${CROSSJEPA_CUDA_ARCH:-9.0} FORCE_CUDA=1 CROSSJEPA_STRICT_BUILD=1 MAX_JOBS=${MAX_JOBS:-16} \
+    TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} FORCE_CUDA=1 CROSSJEPA_STRICT_BUILD=1 MAX_JOBS=${MAX_JOBS:-16} \
       "$PY" setup.py build_ext --inplace || return
   fi
   "$PY" -c 'import torch, crossjepa._C as c; from crossjepa import ops; assert c.with_cuda(), "crossjepa._C has no CUDA"
