@@ -15,7 +15,8 @@
 #   profile    crossjepa profile --device cuda --steps 20        -> $OUT/results/profile_cuda/
 # Everything lands in $OUT: summary.txt (one line per step), logs/<step>.log, results/.
 # Env: PYTHON (python3), OUT (/tmp/crossjepa_gpu_out), STEPS, STEP_TIMEOUT (900 s), TESTS, SANITIZER,
-# TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SKIP_BUILD. pointnet2_ops, when importable, is the FPS peer of the ops suite.
+# TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SKIP_BUILD. pointnet2_ops, when importable, is the FPS peer
+# of the ops suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
