@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace crossjepa {
 namespace {
 
@@ -87,8 +89,20 @@ void check_group_args(const at::Tensor& points, const at::Tensor& centers, const
                     "group_gather: centers and idx must be on the points' device (", points.device(), ")");
   if (idx.numel() == 0) return;
   const int64_t n = points.size(1);
-  const at::Tensor v = to_host({idx.min(), idx.max()});
-  const int64_t* h = v.data_ptr<int64_t>();
+  int64_t h[2];
+  if (idx.is_cpu()) {
+    // A plain loop: torch's reductions run in its thread pool, whose threads busy-wait and stall for a time
+    // slice when another process shares a core.
+    const at::Tensor c = idx.contiguous();
+    const int64_t* data = c.data_ptr<int64_t>();
+    const auto [low, high] = std::minmax_element(data, data + c.numel());
+    h[0] = *low;
+    h[1] = *high;
+  } else {
+    const at::Tensor v = to_host({idx.min(), idx.max()});
+    h[0] = v.data_ptr<int64_t>()[0];
+    h[1] = v.data_ptr<int64_t>()[1];
+  }
   TORCH_CHECK_VALUE(h[0] >= 0 && h[1] < n, "group_gather: idx must be in [0, ", n, ") (points per cloud), got values in [",
                     h[0], ", ", h[1], "]");
 }

@@ -4,9 +4,11 @@
 // "dist = min(dist, |p - c|^2) and find the argmax", is one fused vectorised pass (AVX2 where available).
 // The argmax keeps kLanes independent (max, first index) lanes, each updated only on a strictly larger
 // value, so lanes vectorise without breaking the lowest-index tie rule. Chosen points get dist = -1 and
-// padding -inf, so neither can win while an unchosen point remains. Clouds are spread over threads; a small
-// batch of large clouds splits each cloud instead.
+// padding -inf, so neither can win while an unchosen point remains. Whole clouds are spread over threads
+// (crossjepa::parallel_for); a batch smaller than the thread count, of large clouds, splits each cloud instead.
 #include "fps/fps.h"
+
+#include <ATen/Dispatch.h>
 
 #include <cmath>
 #include <limits>
@@ -20,6 +22,8 @@ namespace {
 constexpr int32_t kLanes = 16;
 // Below this many points per thread, one barrier per iteration costs more than it saves.
 constexpr int64_t kMinPointsPerThread = 8192;
+// Distance updates (points x samples, all clouds) below which a batch runs on one thread.
+constexpr int64_t kMinParallelWork = int64_t{1} << 18;
 // A team whose barrier had to sleep this often is not getting parallel cores: thread 0 goes on alone.
 constexpr int kMaxBarrierSleeps = 8;
 
@@ -124,19 +128,22 @@ struct Cloud {
   float* z() { return data.data() + 2 * static_cast<int64_t>(padded); }
   float* dist() { return data.data() + 3 * static_cast<int64_t>(padded); }
 
-  Cloud(const float* xyz, int32_t length) : data(), padded(static_cast<int32_t>(crossjepa::round_up(length, kLanes))) {
+  template <typename scalar_t>
+  Cloud(const scalar_t* xyz, int32_t length)
+      : data(), padded(static_cast<int32_t>(crossjepa::round_up(length, kLanes))) {
     data.resize(4 * static_cast<size_t>(padded));
     for (int32_t i = 0; i < padded; ++i) {
       const bool valid = i < length;
-      x()[i] = valid ? xyz[3 * i] : 0.f;
-      y()[i] = valid ? xyz[3 * i + 1] : 0.f;
-      z()[i] = valid ? xyz[3 * i + 2] : 0.f;
+      x()[i] = valid ? static_cast<float>(xyz[3 * i]) : 0.f;
+      y()[i] = valid ? static_cast<float>(xyz[3 * i + 1]) : 0.f;
+      z()[i] = valid ? static_cast<float>(xyz[3 * i + 2]) : 0.f;
       dist()[i] = valid ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
     }
   }
 };
 
-void sample_cloud(const float* xyz, int32_t length, int32_t start, int64_t num_samples, int64_t* out) {
+template <typename scalar_t>
+void sample_cloud(const scalar_t* xyz, int32_t length, int32_t start, int64_t num_samples, int64_t* out) {
   Cloud cloud(xyz, length);
   int32_t current = start;
   for (int64_t s = 0;; ++s) {
@@ -152,7 +159,8 @@ void sample_cloud(const float* xyz, int32_t length, int32_t start, int64_t num_s
 // One cloud, its points split over `threads` threads: one barrier per iteration (TeamBarrier), each
 // thread's (max, index) in double-buffered slots. When the barrier keeps having to sleep (other processes
 // hold the cores), the team agrees to stop and thread 0 finishes alone: never much slower than serial.
-void sample_cloud_parallel(const float* xyz, int32_t length, int32_t start, int64_t num_samples, int64_t* out,
+template <typename scalar_t>
+void sample_cloud_parallel(const scalar_t* xyz, int32_t length, int32_t start, int64_t num_samples, int64_t* out,
                            int threads) {
   Cloud cloud(xyz, length);
   std::vector<Best> slots(2 * static_cast<size_t>(threads));
@@ -212,23 +220,28 @@ at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at
   const int64_t* first = start_c.data_ptr<int64_t>();
   at::Tensor out = at::empty({batch, num_samples}, points.options().dtype(at::kLong));
   if (batch == 0) return out;
-  const at::Tensor xyz = points.to(at::kFloat).contiguous();
-  const float* data = xyz.data_ptr<float>();
+  const at::Tensor xyz = points.contiguous();
   int64_t* result = out.data_ptr<int64_t>();
-
   const int threads = std::max(1, at::get_num_threads());
   const int point_threads = static_cast<int>(std::min<int64_t>(threads, n / kMinPointsPerThread));
-  if (batch < threads && point_threads > 1) {
-    for (int64_t b = 0; b < batch; ++b) {
-      sample_cloud_parallel(data + b * n * 3, static_cast<int32_t>(len[b]), static_cast<int32_t>(first[b]),
-                            num_samples, result + b * num_samples, point_threads);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xyz.scalar_type(), "fps_cpu", [&] {
+    const scalar_t* data = xyz.data_ptr<scalar_t>();
+    if (batch < threads && point_threads > 1) {
+      for (int64_t b = 0; b < batch; ++b) {
+        sample_cloud_parallel(data + b * n * 3, static_cast<int32_t>(len[b]), static_cast<int32_t>(first[b]),
+                              num_samples, result + b * num_samples, point_threads);
+      }
+      return;
     }
-    return out;
-  }
-#pragma omp parallel for num_threads(crossjepa::num_threads_for(batch)) schedule(dynamic, 1)
-  for (int64_t b = 0; b < batch; ++b) {
-    sample_cloud(data + b * n * 3, static_cast<int32_t>(len[b]), static_cast<int32_t>(first[b]), num_samples,
-                 result + b * num_samples);
-  }
+    // Whole clouds per thread: no synchronisation inside a cloud. Work too small to pay for waking a worker
+    // runs on the calling thread.
+    const int64_t work = batch * crossjepa::round_up(n, kLanes) * num_samples;
+    crossjepa::parallel_for(batch, 1, work < kMinParallelWork ? 1 : threads, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        sample_cloud(data + b * n * 3, static_cast<int32_t>(len[b]), static_cast<int32_t>(first[b]), num_samples,
+                     result + b * num_samples);
+      }
+    });
+  });
   return out;
 }

@@ -8,22 +8,27 @@
 
 namespace {
 
+// Neighbours gathered per work unit at least: the gather is memory bound and fast, so only a large one is split.
+constexpr int64_t kMinUnitNeighbours = int64_t{1} << 18;
+
 // rows = B*M (center, neighbour list) pairs; computed in float32, rounded once to scalar_t.
 template <typename scalar_t>
 void gather(const scalar_t* points, const scalar_t* centers, const int64_t* idx, scalar_t* out, int64_t rows,
             int64_t m, int64_t n, int64_t k) {
-#pragma omp parallel for num_threads(crossjepa::num_threads_for(rows * k / 4096 + 1)) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t* cloud = points + (r / m) * n * 3;
-    const float cx = centers[3 * r], cy = centers[3 * r + 1], cz = centers[3 * r + 2];
-    for (int64_t j = 0; j < k; ++j) {
-      const scalar_t* pt = cloud + 3 * idx[r * k + j];
-      scalar_t* o = out + 3 * (r * k + j);
-      o[0] = static_cast<scalar_t>(static_cast<float>(pt[0]) - cx);
-      o[1] = static_cast<scalar_t>(static_cast<float>(pt[1]) - cy);
-      o[2] = static_cast<scalar_t>(static_cast<float>(pt[2]) - cz);
+  const int64_t grain = (kMinUnitNeighbours + k - 1) / k;
+  crossjepa::parallel_for(rows, grain, at::get_num_threads(), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const scalar_t* cloud = points + (r / m) * n * 3;
+      const float cx = centers[3 * r], cy = centers[3 * r + 1], cz = centers[3 * r + 2];
+      for (int64_t j = 0; j < k; ++j) {
+        const scalar_t* pt = cloud + 3 * idx[r * k + j];
+        scalar_t* o = out + 3 * (r * k + j);
+        o[0] = static_cast<scalar_t>(static_cast<float>(pt[0]) - cx);
+        o[1] = static_cast<scalar_t>(static_cast<float>(pt[1]) - cy);
+        o[2] = static_cast<scalar_t>(static_cast<float>(pt[2]) - cz);
+      }
     }
-  }
+  });
 }
 
 }  // namespace

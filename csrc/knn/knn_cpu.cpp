@@ -5,8 +5,10 @@
 // candidates that can enter the result are inserted. k <= 64 keeps a sorted buffer (in AVX2 vectors where
 // available, else a scalar insertion buffer for k <= 32); larger k a bounded max-heap. Never a full sort.
 // Candidates arrive in index order and only a strictly smaller distance displaces a kept one, so ties keep
-// the lower index. Parallel over queries.
+// the lower index. Parallel over (cloud, block of queries) units (crossjepa::parallel_for).
 #include "knn/knn.h"
+
+#include <ATen/Dispatch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,6 +22,10 @@
 namespace {
 
 constexpr int64_t kMaxInsertionK = 32;
+// Queries per work unit at least (each unit transposes its cloud once).
+constexpr int64_t kMinBlockRows = 32;
+// Distance computations (queries x points, all clouds) below which the work runs on one thread.
+constexpr int64_t kMinParallelWork = int64_t{1} << 18;
 
 // Sorted buffer of the k best (distance, index) pairs, for small k.
 struct InsertionTopK {
@@ -321,24 +327,42 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& queries, const at::
   at::Tensor idx = at::empty({batch, m, k}, points.options().dtype(at::kLong));
   if (batch == 0 || m == 0) return {dists, idx};
 
-  const at::Tensor q = queries.to(at::kFloat).contiguous();
-  const at::Tensor soa = points.to(at::kFloat).transpose(1, 2).contiguous();  // (B, 3, N)
-  const float* q_data = q.data_ptr<float>();
-  const float* p_data = soa.data_ptr<float>();
+  const at::Tensor q = queries.contiguous();
+  const at::Tensor p = points.contiguous();
   float* d_out = dists.data_ptr<float>();
   int64_t* i_out = idx.data_ptr<int64_t>();
-  const int64_t total = batch * m;
-
-#pragma omp parallel num_threads(crossjepa::num_threads_for(total))
-  {
-    HeapTopK heap{{}, k};
-    if (k > kMaxInsertionK) heap.heap.reserve(k);
-    std::vector<float> buf(n);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < total; ++r) {
-      const float* x = p_data + (r / m) * 3 * n;
-      query(x, x + n, x + 2 * n, len[r / m], q_data + r * 3, k, d_out + r * k, i_out + r * k, heap, buf.data());
-    }
-  }
+  const int threads = std::max(1, at::get_num_threads());
+  // Work units: (cloud, block of queries); each transposes its cloud, so blocks hold at least kMinBlockRows
+  // queries, and a cloud is split only when there are too few clouds to keep the threads busy.
+  const int64_t split = std::min((4 * threads + batch - 1) / batch, (m + kMinBlockRows - 1) / kMinBlockRows);
+  const int64_t block_rows = (m + split - 1) / split;
+  const int64_t blocks = (m + block_rows - 1) / block_rows;
+  const int64_t work = batch * m * n;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.scalar_type(), "knn_cpu", [&] {
+    const scalar_t* q_data = q.data_ptr<scalar_t>();
+    const scalar_t* p_data = p.data_ptr<scalar_t>();
+    crossjepa::parallel_for(batch * blocks, 1, work < kMinParallelWork ? 1 : threads, [&](int64_t begin, int64_t end) {
+      HeapTopK heap{{}, k};
+      if (k > kMaxInsertionK) heap.heap.reserve(k);
+      std::vector<float> soa(4 * static_cast<size_t>(n));  // x, y, z of the cloud, then scratch distances
+      float* x = soa.data();
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t b = unit / blocks;
+        const int64_t length = len[b];
+        const scalar_t* cloud = p_data + b * n * 3;
+        for (int64_t j = 0; j < length; ++j) {
+          x[j] = static_cast<float>(cloud[3 * j]);
+          x[n + j] = static_cast<float>(cloud[3 * j + 1]);
+          x[2 * n + j] = static_cast<float>(cloud[3 * j + 2]);
+        }
+        const int64_t row_end = std::min(m, (unit % blocks + 1) * block_rows);
+        for (int64_t r = b * m + (unit % blocks) * block_rows; r < b * m + row_end; ++r) {
+          const float qr[3] = {static_cast<float>(q_data[3 * r]), static_cast<float>(q_data[3 * r + 1]),
+                               static_cast<float>(q_data[3 * r + 2])};
+          query(x, x + n, x + 2 * n, length, qr, k, d_out + r * k, i_out + r * k, heap, x + 3 * n);
+        }
+      }
+    });
+  });
   return {dists, idx};
 }

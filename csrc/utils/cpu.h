@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <c10/util/FunctionRef.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,12 +31,6 @@ inline int omp_get_num_threads() { return 1; }
 
 namespace crossjepa {
 
-// Threads torch would use (torch.set_num_threads), capped by the amount of independent work.
-inline int num_threads_for(int64_t work_items) {
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  return static_cast<int>(std::max<int64_t>(1, std::min(threads, work_items)));
-}
-
 // Whether to take the AVX2 paths: the CPU has AVX2 and CROSSJEPA_DISABLE_AVX2 is not "1" (the tests use it to
 // check the portable paths give the same results). Decided once.
 inline bool use_avx2() {
@@ -62,6 +57,16 @@ inline float squared_distance(float ax, float ay, float az, float bx, float by, 
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
+
+// Runs body(begin, end) over [0, n) in chunks of `grain` items, on the calling thread and up to `threads` - 1
+// workers of a small pool of our own, without barriers: each thread claims the next chunk as it becomes free,
+// and the caller waits only for chunks a worker has already claimed. Idle workers spin briefly, then sleep
+// in the kernel. OpenMP's default team (and torch's pool, built on it) instead makes every thread arrive at
+// the end of each region and busy-waits for milliseconds between regions: when another process shares a
+// core, each region then waits a scheduler time slice for a thread that is not running (tens of
+// milliseconds per call where a quiet machine takes one). One thread, or one chunk, runs inline. A call made
+// while the pool is busy (another thread's call) also runs inline. body must not throw.
+void parallel_for(int64_t n, int64_t grain, int threads, c10::function_ref<void(int64_t, int64_t)> body);
 
 // Barrier for `count` threads of one parallel region, for loops with a barrier per iteration. It spins
 // briefly (cheap when every thread has a core), then sleeps in the kernel (std::atomic::wait), so a waiting
