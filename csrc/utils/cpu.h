@@ -58,14 +58,13 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
-// Runs body(begin, end) over [0, n) in chunks of `grain` items, on the calling thread and up to `threads` - 1
-// workers of a small pool of our own, without barriers: each thread claims the next chunk as it becomes free,
-// and the caller waits only for chunks a worker has already claimed. Idle workers spin briefly, then sleep
-// in the kernel. OpenMP's default team (and torch's pool, built on it) instead makes every thread arrive at
-// the end of each region and busy-waits for milliseconds between regions: when another process shares a
-// core, each region then waits a scheduler time slice for a thread that is not running (tens of
-// milliseconds per call where a quiet machine takes one). One thread, or one chunk, runs inline. A call made
-// while the pool is busy (another thread's call) also runs inline. body must not throw.
+// Runs body(begin, end) over [0, n) in chunks of `grain` items on up to `threads` threads, each claiming the
+// next chunk as it becomes free (no barrier inside). It uses OpenMP's team, awake right after torch's own
+// ops, until a region is seen waiting for a teammate that had no core (another process is running): every
+// thread of a team region must arrive at its end, so each region would then wait a scheduler time slice
+// (tens of milliseconds per call where a quiet machine takes one). For a while after that it uses a small
+// pool of our own, whose caller waits only for chunks a worker has already claimed; idle workers spin
+// briefly, then sleep in the kernel. One thread, or one chunk, runs inline. body must not throw.
 void parallel_for(int64_t n, int64_t grain, int threads, c10::function_ref<void(int64_t, int64_t)> body);
 
 // Barrier for `count` threads of one parallel region, for loops with a barrier per iteration. It spins

@@ -1,13 +1,16 @@
 // The worker pool behind crossjepa::parallel_for (see utils/cpu.h).
-#include <pthread.h>
-
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <thread>
 
 #include "utils/cpu.h"
+
+#ifndef _WIN32
+#include <pthread.h>
+#endif
 
 namespace crossjepa {
 namespace {
@@ -109,10 +112,18 @@ class Pool {
 };
 
 std::atomic<Pool*> pool{nullptr};
+// libgomp is not fork-safe: a team region in a child forked after the parent used one can hang.
+std::atomic<bool> forked{false};
 
-// A forked child has none of the parent's threads (and maybe a locked mutex): it starts a new pool. The old
-// one is left alone, like the pool itself at exit, since its detached workers may still be waiting on it.
-const int fork_handler = pthread_atfork(nullptr, nullptr, [] { pool.store(nullptr, std::memory_order_relaxed); });
+// A forked child has none of the parent's threads (and maybe a locked mutex): it starts a new pool, and uses
+// only that. The old pool is left alone, like the pool itself at exit, since its detached workers may still
+// be waiting on it.
+#ifndef _WIN32  // no fork there
+const int fork_handler = pthread_atfork(nullptr, nullptr, [] {
+  pool.store(nullptr, std::memory_order_relaxed);
+  forked.store(true, std::memory_order_relaxed);
+});
+#endif
 
 Pool& get_pool() {
   Pool* current = pool.load(std::memory_order_acquire);
@@ -123,14 +134,64 @@ Pool& get_pool() {
   return *current;
 }
 
+#ifdef _OPENMP
+using Clock = std::chrono::steady_clock;
+
+// A team region whose caller waited this long for a teammate (beyond its own share of the work) met a
+// thread that was not running: another process holds a core.
+constexpr int64_t kStallNs = 200'000;
+// After a stall, calls use our pool for this long, then try the team again (a retry in a still-busy period
+// costs one stalled region).
+constexpr int64_t kPoolPeriodNs = 250'000'000;
+std::atomic<int64_t> pool_until_ns{0};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// OpenMP's team, with chunks claimed from a shared counter (no schedule barrier inside). Returns whether the
+// calling thread stalled waiting for a teammate.
+bool run_team(int64_t units, int threads, int64_t n, int64_t grain,
+              c10::function_ref<void(int64_t, int64_t)> body) {
+  std::atomic<int64_t> next{0};
+  int64_t caller_busy_ns = 0;
+  const int64_t start = now_ns();
+#pragma omp parallel num_threads(threads)
+  {
+    const bool caller = omp_get_thread_num() == 0;
+    for (int64_t unit; (unit = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
+      const int64_t t0 = caller ? now_ns() : 0;
+      const int64_t begin = unit * grain;
+      body(begin, std::min(n, begin + grain));
+      if (caller) caller_busy_ns += now_ns() - t0;
+    }
+  }
+  const int64_t waited = now_ns() - start - caller_busy_ns;
+  return waited > std::max(kStallNs, caller_busy_ns / 2);
+}
+#endif
+
 }  // namespace
 
+// OpenMP's team first: right after torch's own ops (OpenMP too) its threads are awake and spinning, so a
+// region starts at once, while a pool of ours would find the other cores taken by those spinning threads.
+// When a region stalls (a teammate had no core: another process is running), calls go to our pool, whose
+// caller never waits for a thread that has not claimed work, and the team is tried again later.
 void parallel_for(int64_t n, int64_t grain, int threads, c10::function_ref<void(int64_t, int64_t)> body) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, (n + UINT32_MAX - 1) / UINT32_MAX);
   const int64_t units = (n + grain - 1) / grain;
   const int workers = static_cast<int>(std::min<int64_t>(threads, units)) - 1;
   if (workers < 1) return body(0, n);
+#ifdef _OPENMP
+  if (!forked.load(std::memory_order_relaxed) && !omp_in_parallel() &&
+      now_ns() >= pool_until_ns.load(std::memory_order_relaxed)) {
+    if (run_team(units, workers + 1, n, grain, body)) {
+      pool_until_ns.store(now_ns() + kPoolPeriodNs, std::memory_order_relaxed);
+    }
+    return;
+  }
+#endif
   Pool& p = get_pool();
   std::unique_lock<std::mutex> lock(p.mutex, std::try_to_lock);
   if (!lock.owns_lock()) return body(0, n);
