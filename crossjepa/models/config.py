@@ -1,6 +1,6 @@
 """Model configuration: nested typed dataclasses and the named presets.
 
-Every architectural decision that DESIGN.md leaves open is a field here, so it can be set from YAML / the CLI
+Every architectural decision the CrossJEPA paper leaves open is a field here, so it can be set from YAML / the CLI
 and ablated. Fields are plain ints/floats/strs/bools so they round-trip through YAML unchanged.
 """
 

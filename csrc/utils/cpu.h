@@ -71,7 +71,7 @@ void parallel_for(int64_t n, int64_t grain, int threads, c10::function_ref<void(
 // briefly (cheap when every thread has a core), then sleeps in the kernel (std::atomic::wait), so a waiting
 // thread hands its core to the teammate it waits for. (libgomp's barrier spins for milliseconds by default:
 // when other processes hold the cores every iteration stalls for a scheduler tick; FPS on one large cloud
-// ran ~40x slower with 2 threads than with 1 on a busy 2-core machine.) arrive_and_wait() returns how many
+// ran ~40x slower with 2 threads than with 1 when another process held one of two cores.) arrive_and_wait() returns how many
 // waits so far had to sleep, the same number to every thread, so a team can agree to stop splitting work
 // that its machine cannot run in parallel.
 class TeamBarrier {
