@@ -1,7 +1,7 @@
 """Model configuration: nested typed dataclasses and the named presets.
 
-Every architectural decision the CrossJEPA paper leaves open is a field here, so it can be set from YAML / the CLI
-and ablated. Fields are plain ints/floats/strs/bools so they round-trip through YAML unchanged.
+Every architectural decision the CrossJEPA paper leaves open is a field here, so it can be set from YAML / the
+CLI and ablated. Fields are plain ints/floats/strs/bools so they round-trip through YAML unchanged.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..eval.features import subsample
+from ..data.loaders import array_rows
+from ..data.subsample import subsample
 from ..models.loss import standardize
 
 
@@ -25,9 +26,9 @@ class ObjectSubset(torch.utils.data.Dataset):
         self.classes = getattr(dataset, "classes", None)
         points = getattr(dataset, "points_array", None)
         if points is not None:
-            rows = getattr(dataset, "array_rows", None)
+            rows = array_rows(dataset)
             self.points_array = points
-            self.array_rows = self.ids if rows is None else np.asarray(rows, dtype=np.int64)[self.ids]
+            self.array_rows = self.ids if rows is None else rows[self.ids]
             labels = getattr(dataset, "labels_array", None)
             if labels is not None:
                 self.labels_array = np.asarray(labels, dtype=np.int64)[self.ids]
