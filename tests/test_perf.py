@@ -185,6 +185,35 @@ def test_measure_counts_calls_and_orders_stats():
         measure(fn, "cpu", repeats=0)
 
 
+def test_measure_stops_a_slow_case_at_its_budget():
+    calls = []
+
+    def fn():  # 50 ms a call: 3 + 100 calls would take 5 s
+        calls.append(1)
+        time.sleep(0.05)
+
+    timing = measure(fn, "cpu", warmup=3, repeats=100, budget_s=0.5)
+    # Warm-up stops once it has used a quarter of the budget; the timed calls fit what is left of it.
+    assert 1 <= len(timing.samples_ms) <= 7 and timing.requested == 100
+    assert 1 <= len(calls) - len(timing.samples_ms) <= 3
+    assert all(t >= 50 for t in timing.samples_ms)
+    with pytest.raises(ValueError, match="budget_s"):
+        measure(fn, "cpu", budget_s=0)
+
+
+def test_run_case_records_how_many_repeats_the_budget_let_run(tmp_path):
+    from crossjepa.perf.case import Case, Settings, returning
+    from crossjepa.perf.suites import run_case
+
+    case = Case("sleep", "50 ms", "-", "time.sleep", 1, "calls/s", returning(lambda: time.sleep(0.05)),
+                repeats=(1, 50))
+    row = run_case("test", case, Settings(torch.device("cpu"), False, tmp_path, budget_s=0.3))
+    assert 1 <= row["repeats"] < 50 and row["note"] == f"{row['repeats']} of 50 repeats in the 0.3 s case budget"
+    fast = Case("noop", "noop", "-", "python", 1, "calls/s", returning(lambda: None), repeats=(1, 5))
+    row = run_case("test", fast, Settings(torch.device("cpu"), False, tmp_path, budget_s=0.3))
+    assert row["repeats"] == 5 and row["note"] == ""
+
+
 def test_reference_model_matches_ours():
     from crossjepa.models import build
 

@@ -34,6 +34,7 @@ class Settings:
     quick: bool
     workdir: Path
     load: int = 0  # background spinning processes while the suite runs (recorded on every row)
+    budget_s: float | None = None  # wall time a case's calls may use before its repeats stop (timing.measure)
     warmup: int = field(init=False)
     repeats: int = field(init=False)
 

@@ -257,7 +257,7 @@ def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) ->
     if case.build is None:
         return row
     warmup, repeats = case.repeats or (s.warmup, s.repeats)
-    timer = timer or (lambda f, w, r: measure(f, s.device, warmup=w, repeats=r))
+    timer = timer or (lambda f, w, r: measure(f, s.device, warmup=w, repeats=r, budget_s=s.budget_s))
     fn = None
     # What existed before the case is not its garbage: frozen, the collection after it scans only the case's
     # own objects (a full collection over torch's import graph costs ~0.3 s per case).
@@ -280,6 +280,9 @@ def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) ->
         gc.unfreeze()
     row.update(timing.summary())
     row["throughput"] = case.items / (timing.median_ms / 1e3)
+    if timing.requested and len(timing.samples_ms) < timing.requested:
+        cut = f"{len(timing.samples_ms)} of {timing.requested} repeats in the {s.budget_s:g} s case budget"
+        row["note"] = f"{row['note']}; {cut}" if row["note"] else cut
     return row
 
 
