@@ -1,59 +1,168 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one command from the repository root of a machine with CUDA:
+# Everything that needs a GPU, in one command of at most 8 minutes on an H200, from the repository root:
 #
-#   bash benchmarks/gpu_session.sh                     # every step
-#   STEPS="build tests" bash benchmarks/gpu_session.sh # a subset, run in the order below
+#   bash benchmarks/gpu_session.sh --out /tmp/gpu_session --archive "$OUT/gpu_session.tar.gz"
+#   bash benchmarks/gpu_session.sh --quick                       # CI-sized; runs on a CPU too (CI does this)
+#   bash benchmarks/gpu_session.sh --steps build,tests --limit tests=120   # a subset, a limit raised
 #
-# Steps (each under `timeout STEP_TIMEOUT`, logged; a failed step does not stop the next):
-#   env        nvidia-smi, nvcc, compute-sanitizer and library versions, whether pointnet2_ops imports
-#   build      crossjepa._C with CUDA for TORCH_CUDA_ARCH_LIST, in place (SKIP_BUILD=1: use the one built)
-#   tests      pytest $TESTS (the CUDA and Triton tests), then the CUDA tests of the other test files
-#   memcheck   compute-sanitizer memcheck over tools/sanitize_ops.py (no caching allocator: every tensor is
-#              its own allocation, so an access past its end is caught)
-#   racecheck  compute-sanitizer racecheck over tools/sanitize_ops.py
-#   bench      crossjepa bench --device cuda, every suite       -> $OUT/results/bench_cuda.json
-#   profile    crossjepa profile --device cuda --steps 20        -> $OUT/results/profile_cuda/
-# Everything lands in $OUT: summary.txt (one line per step), logs/<step>.log, results/.
-# Env: PYTHON (python3), OUT (/tmp/crossjepa_gpu_out), STEPS, STEP_TIMEOUT (900 s), TESTS, SANITIZER,
-# TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SKIP_BUILD. pointnet2_ops, when importable, is the FPS peer
-# of the ops suite.
+# GPU time: a device session is about 15 minutes, the machine's start (1-3 min) and every retry included, and
+# one command may run at most 10 minutes. So the default steps below have limits that sum to 470 s, plus at most
+# 10 s of packing: 8 minutes, leaving time for the start and a short rerun of a step. Each step runs under
+# `timeout` at its limit; a failed or timed-out step does not stop the next. Seen on an H200 (2026-12-04):
+# build 41 s, memcheck 6-16 s, the attention suite 44 s (mostly Triton compiling), profile 36-42 s at 20 steps,
+# the demo 50 s of pretraining before its probe.
+#
+#   step             limit s  what                                                   without CUDA
+#   wheels                10  pip install --no-index .whl/*.whl into a scratch site  skipped when no .whl/
+#   env                   15  nvidia-smi, nvcc, compute-sanitizer, every installed package's version
+#   build                 60  crossjepa._C with CUDA for TORCH_CUDA_ARCH_LIST (9.0), in place        skipped
+#   tests                 75  the CUDA tests (pytest -k 'cuda or gpu or ops_backend', 5 files)     skipped
+#   sync                  30  the test that runs training steps under set_sync_debug_mode("error") skipped
+#   memcheck              20  compute-sanitizer memcheck over tools/sanitize_ops.py                skipped
+#   bench_ops             25  crossjepa bench --suite ops        \   each case's calls stop once they
+#   bench_attention       45  crossjepa bench --suite attention   |  have used --case-budget 2 s; the
+#   bench_loaders         25  crossjepa bench --suite loaders     |  rest is start-up, data preparation
+#   bench_train           30  crossjepa bench --suite train       |  and Triton compiling; no torch.compile
+#   bench_cache           30  crossjepa bench --suite cache      /   cases (they need --compile)
+#   profile               30  crossjepa profile, 10 steps (--quick: 2 steps of 2 objects)
+#   demo                  75  crossjepa demo --device cuda                          skipped with --quick
+#   total                470  (+ packing, at most 10 s)
+#   racecheck             60  compute-sanitizer racecheck: only when --steps names it             skipped
+#
+# --quick: CI-sized bench suites and profile on whatever device there is, each limit x3 (a CPU, shared, is
+# slower); the demo is skipped (its 400 test objects take minutes on a CPU; tests/test_demo.py runs it small).
+#
+# Results, each written as its step finishes, all under --out DIR (default /tmp/crossjepa_gpu_session; it must
+# be empty or absent):
+#   summary.txt            one line per step: status (ok, skipped (why), FAIL(exit code), TIMEOUT), seconds,
+#                          limit, the log's last line; then the total
+#   logs/<step>.log        each step's output
+#   bench/*.json           crossjepa bench results, rewritten after every case (a timed-out suite keeps its rows)
+#   profile/               trace.json, top_ops.txt, memory_timeline.png, summary.json, memory_snapshot.pickle
+#   demo/                  report.json, view_grid.png and the run's loss_curve.png, metrics.jsonl,
+#                          heldout.jsonl, runtime.json
+# then packed by benchmarks/pack_results.sh into --archive (default DIR.tar.gz) of at most --archive-limit bytes
+# (default 16 MiB, what the device tool brings back per file), largest files left out first and listed in
+# DIR/archive_manifest.txt. Exit status 0 when every step is ok or skipped, else 1.
+#
+# Wheels: a GPU machine without a package registry can still get a missing Python package (DIR/logs/env.log lists
+# every installed one) as wheels in .whl/ at the repository root, fetched beforehand on a machine with the index
+# (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl
+# NAME==VERSION`, one per package, with its missing dependencies) and copied with the checkout. The wheels step
+# installs them with --no-index --no-deps into a scratch folder put first on PYTHONPATH for the later steps;
+# wheels of torch, triton and nvidia-* are left out, so the machine's own CUDA torch stack is what runs.
+#
+# Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SANITIZER (compute-sanitizer on PATH,
+# else /usr/local/cuda/bin/compute-sanitizer).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
-export PY=${PYTHON:-python3}
-export OUT=${OUT:-/tmp/crossjepa_gpu_out}
-export TESTS=${TESTS:-"tests/test_ops_cuda.py tests/test_attention.py tests/test_ops_backend.py"}
+DEFAULT_STEPS=(wheels env build tests sync memcheck bench_ops bench_attention bench_loaders bench_train bench_cache
+  profile demo)
+ALL_STEPS=("${DEFAULT_STEPS[@]}" racecheck)
+declare -A LIMIT=([wheels]=10 [env]=15 [build]=60 [tests]=75 [sync]=30 [memcheck]=20 [bench_ops]=25
+  [bench_attention]=45 [bench_loaders]=25 [bench_train]=30 [bench_cache]=30 [profile]=30 [demo]=75 [racecheck]=60)
+NEEDS_CUDA=" build tests sync memcheck racecheck "
+PACK_LIMIT_S=10
+
+die() { echo "gpu_session.sh: $*" >&2; exit 2; }
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+QUICK=0 DIR=/tmp/crossjepa_gpu_session ARCHIVE="" ARCHIVE_LIMIT=16777216 STEPS="${DEFAULT_STEPS[*]}"
+declare -A OVERRIDE=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --out) DIR=${2:?--out: expected a folder}; shift ;;
+    --archive) ARCHIVE=${2:?--archive: expected a file path}; shift ;;
+    --archive-limit) ARCHIVE_LIMIT=${2:?--archive-limit: expected bytes}; shift ;;
+    --steps) STEPS=${2:?--steps: expected comma-separated steps}; STEPS=${STEPS//,/ }; shift ;;
+    --limit) spec=${2:?--limit: expected STEP=SECONDS}; shift
+      [[ $spec =~ ^([a-z_]+)=([1-9][0-9]*)$ && -n ${LIMIT[${BASH_REMATCH[1]}]:-} ]] ||
+        die "--limit: expected STEP=SECONDS with a step from: ${ALL_STEPS[*]}; got $spec"
+      OVERRIDE[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]} ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+for name in $STEPS; do
+  [[ " ${ALL_STEPS[*]} " == *" $name "* ]] || die "--steps: unknown step '$name'; expected some of: ${ALL_STEPS[*]}"
+done
+[[ $ARCHIVE_LIMIT =~ ^[1-9][0-9]*$ ]] || die "--archive-limit: expected a positive number of bytes, got $ARCHIVE_LIMIT"
+[ ! -e "$DIR" ] || [ -z "$(ls -A "$DIR")" ] || die "--out: $DIR is not empty; give a new folder"
+mkdir -p "$DIR/logs" "$DIR/bench" || die "--out: cannot create $DIR"
+DIR=$(cd "$DIR" && pwd)
+ARCHIVE=${ARCHIVE:-$DIR.tar.gz}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/crossjepa_gpu_session_work.XXXXXX")  # scratch: never packed
+trap 'rm -rf "$WORK"' EXIT
+
+export PY=${PYTHON:-python3} DIR WORK QUICK
 export SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-STEPS=${STEPS:-"env build tests memcheck racecheck bench profile"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-900}
-mkdir -p "$OUT/logs" "$OUT/results"
+HAVE_CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
+DEV=cpu QUICK_FLAG=""
+[ "$HAVE_CUDA" = 1 ] && DEV=cuda
+[ "$QUICK" = 1 ] && QUICK_FLAG=--quick
+export DEV QUICK_FLAG CASE_BUDGET=2
+
+# --------------------------------------------------------------------------------------------------- steps
+
+step_wheels() {
+  local wheels=() skipped=() w
+  for w in .whl/*.whl; do
+    case ${w##*/} in torch-* | triton-* | nvidia_*) skipped+=("$w") ;; *) wheels+=("$w") ;; esac
+  done
+  [ ${#skipped[@]} -eq 0 ] || echo "left out (the machine's own torch stack stays): ${skipped[*]}"
+  [ ${#wheels[@]} -gt 0 ] || { echo "no wheels to install"; return 0; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
+    "${wheels[@]}" && echo "installed into $WORK/site: ${wheels[*]}"
+}
 
 step_env() {
-  nvidia-smi && nvcc --version | tail -n 2 && "$SANITIZER" --version | head -n 2
-  "$PY" -c 'import json; from crossjepa.perf.env import environment; print(json.dumps(environment("cuda"), indent=1))'
-  "$PY" -c 'import torch, pointnet2_ops.pointnet2_utils' 2>/dev/null && echo "pointnet2_ops: importable" ||
-    echo "pointnet2_ops: not importable (the ops suite notes its FPS peer as unavailable)"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi: not found"; fi
+  if command -v nvcc >/dev/null; then nvcc --version | tail -n 2; else echo "nvcc: not found"; fi
+  if [ -x "$SANITIZER" ]; then "$SANITIZER" --version | head -n 2; else echo "compute-sanitizer: not found"; fi
+  echo "cpus: $(nproc)"
+  free -g 2>/dev/null | head -n 2
+  "$PY" - <<'EOF'
+import json
+import os
+from importlib import metadata
+
+from crossjepa.perf.env import environment
+
+print(json.dumps(environment(os.environ["DEV"]), indent=1))
+print("installed:", " ".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())))
+try:
+    import torch  # noqa: F401  (pointnet2_ops needs it loaded first)
+    import pointnet2_ops.pointnet2_utils  # noqa: F401
+    print("pointnet2_ops: importable")
+except ImportError:
+    print("pointnet2_ops: not importable (the ops suite notes its FPS peer as unavailable)")
+EOF
 }
 
 step_build() {
-  if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} FORCE_CUDA=1 CROSSJEPA_STRICT_BUILD=1 MAX_JOBS=${MAX_JOBS:-16} \
-      "$PY" setup.py build_ext --inplace || return
-  fi
-  "$PY" -c 'import torch, crossjepa._C as c; from crossjepa import ops; assert c.with_cuda(), "crossjepa._C has no CUDA"
+  TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} FORCE_CUDA=1 CROSSJEPA_STRICT_BUILD=1 MAX_JOBS=${MAX_JOBS:-16} \
+    "$PY" setup.py build_ext --inplace || return
+  "$PY" -c 'import torch
+import crossjepa._C as c
+from crossjepa import ops
+assert c.with_cuda(), "crossjepa._C has no CUDA kernels"
 print("backends on cuda:", {op: ops.backend(op, "cuda") for op in ("farthest_point_sample", "knn", "group")})'
 }
 
 step_tests() {
-  local rc=0 extra
-  # shellcheck disable=SC2086  # TESTS is a list of paths
-  "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider || rc=$?
-  "$PY" -m pytest tests/test_render.py tests/test_perf.py -q -rs -k cuda -p no:cacheprovider
-  extra=$?
-  [ "$extra" -eq 5 ] && extra=0  # 5: no test matched
-  [ "$rc" -ne 0 ] && return "$rc"
-  return "$extra"
+  "$PY" -m pytest tests/test_ops_cuda.py tests/test_attention.py tests/test_ops_backend.py tests/test_render.py \
+    tests/test_perf.py -k "cuda or gpu or ops_backend" -q -rs -p no:cacheprovider --durations=10
+}
+
+step_sync() {  # the test that makes torch raise on any host sync during training steps, wherever it lives
+  local files
+  files=$(grep -l "set_sync_debug_mode" tests/test_*.py) || { echo "no test calls set_sync_debug_mode"; return 1; }
+  # shellcheck disable=SC2086  # a list of paths
+  "$PY" -m pytest $files -k "sync and cuda" -q -rs -p no:cacheprovider
 }
 
 sanitize() {  # sanitize TOOL
@@ -61,21 +170,77 @@ sanitize() {  # sanitize TOOL
 }
 step_memcheck() { PYTORCH_NO_CUDA_MEMORY_CACHING=1 sanitize memcheck; }
 step_racecheck() { sanitize racecheck; }
-step_bench() { "$PY" -m crossjepa bench --device cuda --out "$OUT/results"; }
-step_profile() { "$PY" -m crossjepa profile --device cuda --steps 20 --out "$OUT/results/profile_cuda"; }
-export -f step_env step_build step_tests sanitize step_memcheck step_racecheck step_bench step_profile
 
-: >"$OUT/summary.txt"
-for name in env build tests memcheck racecheck bench profile; do
+bench() {  # bench SUITE
+  # shellcheck disable=SC2086  # QUICK_FLAG: empty or one flag
+  "$PY" -m crossjepa bench --device "$DEV" --suite "$1" --case-budget "$CASE_BUDGET" --out "$DIR/bench" $QUICK_FLAG
+}
+step_bench_ops() { bench ops; }
+step_bench_attention() { bench attention; }
+step_bench_loaders() { bench loaders; }
+step_bench_train() { bench train; }
+step_bench_cache() { bench cache; }
+
+step_profile() {
+  local size=(--steps 10)
+  [ "$QUICK" = 1 ] && size=(--steps 2 --batch-size 2)
+  "$PY" -m crossjepa profile --device "$DEV" "${size[@]}" --out "$DIR/profile"
+}
+
+step_demo() {  # the demo's caches and checkpoints stay in the scratch folder; its report and records are kept
+  "$PY" -m crossjepa demo --device "$DEV" --out "$WORK/demo" || return
+  mkdir -p "$DIR/demo"
+  cp "$WORK/demo/report.json" "$WORK/demo/view_grid.png" "$DIR/demo/" &&
+    find "$WORK/demo/pretrain" -maxdepth 1 -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' \) \
+      -exec cp -t "$DIR/demo/" {} +
+}
+
+export -f step_wheels step_env step_build step_tests step_sync sanitize step_memcheck step_racecheck bench \
+  step_bench_ops step_bench_attention step_bench_loaders step_bench_train step_bench_cache step_profile step_demo
+
+skip_reason() {  # why STEP does not run here, or nothing
+  if [ "$1" = wheels ] && ! compgen -G ".whl/*.whl" >/dev/null; then echo "no .whl/"
+  elif [[ $NEEDS_CUDA == *" $1 "* && $DEV != cuda ]]; then echo "no CUDA"
+  elif [[ $1 == memcheck || $1 == racecheck ]] && [ ! -x "$SANITIZER" ]; then echo "no compute-sanitizer"
+  elif [ "$1" = demo ] && [ "$QUICK" = 1 ]; then echo "--quick"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------- run
+
+line() { printf '%-16s %-22s %7s %6s  %s\n' "$@" >>"$DIR/summary.txt"; }
+line step status seconds limit "last line of logs/<step>.log"
+echo "gpu_session: device $DEV$([ "$QUICK" = 1 ] && echo ', quick'), results in $DIR"
+total=0 budget=0 failed=0
+for name in "${ALL_STEPS[@]}"; do
   [[ " $STEPS " == *" $name "* ]] || continue
-  echo "== $name"
+  limit=${OVERRIDE[$name]:-$((${LIMIT[$name]} * (QUICK ? 3 : 1)))}
+  budget=$((budget + limit))
+  reason=$(skip_reason "$name")
+  if [ -n "$reason" ]; then
+    line "$name" "skipped ($reason)" 0 "$limit" ""
+    echo "== $name: skipped ($reason)"
+    continue
+  fi
+  echo "== $name (limit $limit s)"
   t0=$SECONDS
-  timeout -k 10 "$STEP_TIMEOUT" bash -c "step_$name" >"$OUT/logs/$name.log" 2>&1
+  timeout -k 5 "$limit" bash -c "step_$name" >"$DIR/logs/$name.log" 2>&1
   rc=$?
   case $rc in 0) status=ok ;; 124 | 137) status=TIMEOUT ;; *) status="FAIL($rc)" ;; esac
-  tail -n 4 "$OUT/logs/$name.log" | cut -c 1-160 | sed 's/^/   | /'
-  printf '%-10s %-9s %5ss  %s\n' "$name" "$status" "$((SECONDS - t0))" \
-    "$(grep -v '^[[:space:]]*$' "$OUT/logs/$name.log" | tail -n 1 | cut -c 1-100)" >>"$OUT/summary.txt"
+  [ "$status" = ok ] || failed=1
+  if [ "$name" = wheels ] && [ "$status" = ok ] && [ -d "$WORK/site" ]; then
+    export PYTHONPATH="$WORK/site:$PYTHONPATH"  # the installed wheels, for every later step
+  fi
+  last=$(tr '\r' '\n' <"$DIR/logs/$name.log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-100)
+  line "$name" "$status" "$((SECONDS - t0))" "$limit" "$last"
+  total=$((total + SECONDS - t0))
+  tail -n 3 "$DIR/logs/$name.log" | tr '\r' '\n' | tail -n 3 | cut -c 1-160 | sed 's/^/   | /'
 done
+line total "" "$total" "$budget" ""
+timeout "$PACK_LIMIT_S" bash benchmarks/pack_results.sh "$DIR" "$ARCHIVE" "$ARCHIVE_LIMIT" >"$WORK/pack.log" 2>&1
+pack_rc=$?
+pack_line=$(tail -n 1 "$WORK/pack.log")
+echo "archive: $pack_line" >>"$DIR/summary.txt"  # after packing: the copy beside the archive says what it holds
 echo
-cat "$OUT/summary.txt"
+cat "$DIR/summary.txt"
+[ "$pack_rc" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"suite", "name", "impl", "shape", "backend", "threads", "load", "median_ms", "min_ms", "max_ms",
             "repeats", "throughput", "unit", "peak_mem_mb", "mem_kind", "ratio_vs", "ratio", "ratios", "target",
             "meets_target", "agrees", "note"}
-RESULT_KEYS = {"schema", "runner", "device", "quick", "suites", "loads", "complete", "env", "wall_s", "rows"}
+RESULT_KEYS = {"schema", "runner", "device", "quick", "suites", "loads", "options", "complete", "env", "wall_s",
+               "rows"}
 STAGES = {"data", "tokenizer", "encoder", "predictor", "loss", "backward", "optimizer", "other"}
 CPU_OPS_PAIRS = {("fps", "crossjepa", "fpsample loop", 2, 2.0), ("fps", "crossjepa", "fpsample", 1, 5.0),
                  ("knn", "crossjepa", "cdist+topk", 2, 3.0), ("group", "crossjepa", "cdist+topk+gather", 2, None)}
@@ -100,9 +101,9 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
     seen = []
     real_run_suite = perf_bench.run_suite
 
-    def run_suite(name, settings):
+    def run_suite(name, settings, on_row=None):
         seen.append((settings.load, len(spinning_children())))
-        return real_run_suite(name, settings)
+        return real_run_suite(name, settings, on_row)
 
     monkeypatch.setattr(perf_bench, "run_suite", run_suite)
     assert main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1",
@@ -118,7 +119,7 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
 
 
 def test_spinners_are_killed_when_the_run_fails(tmp_path, monkeypatch, capsys):
-    def failing(name, settings):
+    def failing(name, settings, on_row=None):
         assert len(spinning_children()) == settings.load == 2
         raise RuntimeError("suite failed")
 
@@ -163,6 +164,7 @@ def test_profile_cpu_writes_trace_table_png_summary(tmp_path, capsys, one_thread
     (["bench", "--device", "cpu", "--load", "-1"], "--load"),
     (["bench", "--device", "cpu", "--load", "0,x"], "--load"),
     (["profile", "--device", "cpu", "--steps", "0"], "--steps"),
+    (["bench", "--device", "cpu", "--case-budget", "-1"], "--case-budget"),
 ])
 def test_bad_arguments_give_one_line(argv, needle, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
@@ -183,6 +185,57 @@ def test_measure_counts_calls_and_orders_stats():
     assert timing.peak_mem_mb > 0 and timing.summary()["repeats"] == 5
     with pytest.raises(ValueError, match="repeats"):
         measure(fn, "cpu", repeats=0)
+
+
+def test_measure_stops_a_slow_case_at_its_budget():
+    calls = []
+
+    def fn():  # 50 ms a call: 3 + 100 calls would take 5 s
+        calls.append(1)
+        time.sleep(0.05)
+
+    timing = measure(fn, "cpu", warmup=3, repeats=100, budget_s=0.5)
+    # Warm-up stops once it has used a quarter of the budget; the timed calls fit what is left of it.
+    assert 1 <= len(timing.samples_ms) <= 7 and timing.requested == 100
+    assert 1 <= len(calls) - len(timing.samples_ms) <= 3
+    assert all(t >= 50 for t in timing.samples_ms)
+    with pytest.raises(ValueError, match="budget_s"):
+        measure(fn, "cpu", budget_s=0)
+
+
+def test_run_case_records_how_many_repeats_the_budget_let_run(tmp_path):
+    from crossjepa.perf.case import Case, Settings, returning
+    from crossjepa.perf.suites import run_case
+
+    case = Case("sleep", "50 ms", "-", "time.sleep", 1, "calls/s", returning(lambda: time.sleep(0.05)),
+                repeats=(1, 50))
+    row = run_case("test", case, Settings(torch.device("cpu"), False, tmp_path, budget_s=0.3))
+    assert 1 <= row["repeats"] < 50 and row["note"] == f"{row['repeats']} of 50 repeats in the 0.3 s case budget"
+    fast = Case("noop", "noop", "-", "python", 1, "calls/s", returning(lambda: None), repeats=(1, 5))
+    row = run_case("test", fast, Settings(torch.device("cpu"), False, tmp_path, budget_s=0.3))
+    assert row["repeats"] == 5 and row["note"] == ""
+
+
+def test_bench_reports_each_case_and_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch, capsys, one_thread):
+    from crossjepa.perf import suites
+
+    real_ops = suites.SUITES["ops"]
+
+    def two_cases_then_fail(settings):
+        yield from list(real_ops(settings))[:2]
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setitem(suites.SUITES, "ops", two_cases_then_fail)
+    assert main(["bench", "--device", "cpu", "--quick", "--suite", "ops", "--case-budget", "5", "--compile",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the machine went away" in err
+    progress = [line for line in err.splitlines() if line.startswith("[ops] fps | ")]
+    assert len(progress) == 2 and all(": median " in line and " ms of 2 repeats (" in line for line in progress)
+    result = json.loads((tmp_path / "bench_cpu_ops_quick.json").read_text())
+    assert not result["complete"] and result["options"] == {"case_budget_s": 5.0, "compile": True}
+    assert [r["impl"] for r in result["rows"]] == ["crossjepa", "fpsample loop"]
+    assert all(r["median_ms"] > 0 for r in result["rows"])
 
 
 def test_reference_model_matches_ours():

@@ -4,14 +4,18 @@ separate files).
 
 With `--load 0,1,2` every suite runs once per load level: with that many background processes spinning a core
 each (crossjepa.perf.load), every row recording its level, so quiet and busy figures sit in one file.
-The JSON is rewritten (atomically) after every suite with "complete": false until the last one finishes, so
-a run that is cut short still leaves what it measured. benchmarks/conftest.py writes the same schema through
-`new_results` and `write_results`.
+Each case's calls stop once they have used `--case-budget` seconds (crossjepa.perf.timing.measure; the row's
+repeats and note say how many ran), and the torch.compile cases run only with `--compile`, so a run's length
+is bounded by its number of cases. A line on stderr reports every case as it finishes, and the JSON is
+rewritten (atomically) after every case with "complete": false until the last one finishes, so a run that is
+cut short still leaves what it measured. benchmarks/conftest.py writes the same schema through `new_results`
+and `write_results`.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,21 +118,46 @@ def results_name(runner: str, device, suites: list[str], quick: bool) -> str:
     return f"{runner}_{device.type}{subset}{'_quick' if quick else ''}.json"
 
 
-def new_results(device, quick: bool, suites: list[str], loads: list[int], runner: str) -> dict:
+def new_results(device, quick: bool, suites: list[str], loads: list[int], runner: str,
+                options: dict | None = None) -> dict:
     return {"schema": SCHEMA, "runner": runner, "device": str(device), "quick": quick, "suites": suites,
-            "loads": loads, "complete": False, "env": environment(device), "wall_s": {}, "rows": []}
+            "loads": loads, "options": options or {}, "complete": False, "env": environment(device),
+            "wall_s": {}, "rows": []}
 
 
 def write_results(path: Path, results: dict, rows: list[dict], complete: bool = False) -> Path:
-    results["rows"] += _finite(rows)
+    """Write `results` with `rows` as its rows (all of them so far)."""
+    results["rows"] = _finite(rows)
     results["complete"] = complete
     return write_json(path, results)
 
 
-def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int] = (0,), echo=print) -> Path:
-    results = new_results(device, quick, suites, list(loads), "crossjepa bench")
+def progress_line(row: dict, seconds: float) -> str:
+    """One case as it finishes: what was timed, its median and how many repeats ran."""
+    head = f"[{row['suite']}] {row['name']} | {row['impl']} | {row['shape']}"
+    if row["median_ms"] is None:
+        return f"{head}: not measured: {row['note'] or 'unavailable'} ({seconds:.1f} s)"
+    runs = f"{row['repeats']} repeat{'s' * (row['repeats'] != 1)}"
+    return f"{head}: median {_ms(row['median_ms'])} ms of {runs} ({seconds:.1f} s)"
+
+
+def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int] = (0,), echo=print,
+              case_budget_s: float | None = None, compile: bool = False,
+              progress=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
+    options = {"case_budget_s": case_budget_s, "compile": compile}
+    results = new_results(device, quick, suites, list(loads), "crossjepa bench", options)
     path = Path(out) / results_name("bench", device, suites, quick)
     echo(f"crossjepa bench on {describe(results['env'])}{' (quick)' if quick else ''}")
+    rows: list[dict] = []
+    last = [time.perf_counter()]
+
+    def on_row(row: dict) -> None:
+        now = time.perf_counter()
+        progress(progress_line(row, now - last[0]))
+        last[0] = now
+        rows.append(row)
+        write_results(path, results, rows)
+
     with tempfile.TemporaryDirectory(prefix="crossjepa-bench-") as tmp:
         for load in loads:
             with spinners(load):
@@ -136,11 +165,12 @@ def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int
                     workdir = Path(tmp) / f"{name}-load{load}"
                     workdir.mkdir()
                     t0 = time.perf_counter()
-                    rows = run_suite(name, Settings(device, quick, workdir, load=load))
+                    settings = Settings(device, quick, workdir, load=load, budget_s=case_budget_s, compile=compile)
+                    suite_rows = run_suite(name, settings, on_row)  # the same dicts, now with their ratios
                     results["wall_s"][f"{name} load {load}"] = round(time.perf_counter() - t0, 2)
-                    echo(format_table(rows))
+                    echo(format_table(suite_rows))
                     write_results(path, results, rows)
-    write_results(path, results, [], complete=True)
+    write_results(path, results, rows, complete=True)
     if len(loads) > 1:
         echo(format_load_summary(results["rows"]))
     echo(f"\nwrote {path}")
@@ -150,5 +180,9 @@ def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int
 def run_bench_command(args) -> Path:
     from ..device import resolve_device
 
+    if args.case_budget < 0:
+        raise ValueError(f"--case-budget: expected seconds >= 0 (0: no budget), got {args.case_budget:g}")
     suites, loads = parse_suites(args.suite), parse_loads(args.load)
-    return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out), loads)
+    progress = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out), loads,
+                     case_budget_s=args.case_budget or None, compile=args.compile, progress=progress)

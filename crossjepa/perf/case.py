@@ -34,6 +34,8 @@ class Settings:
     quick: bool
     workdir: Path
     load: int = 0  # background spinning processes while the suite runs (recorded on every row)
+    budget_s: float | None = None  # wall time a case's calls may use before its repeats stop (timing.measure)
+    compile: bool = False  # also time the torch.compile cases (minutes of compiling on a GPU)
     warmup: int = field(init=False)
     repeats: int = field(init=False)
 

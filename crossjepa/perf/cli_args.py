@@ -19,6 +19,11 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--load", default="0",
                    help="comma-separated numbers of background processes that each spin one core; every suite "
                         "runs once per number, in order, and the spinners are killed after (default: 0)")
+    p.add_argument("--case-budget", type=float, default=10.0, metavar="SECONDS",
+                   help="wall time one case's calls may use: its repeats stop once they have used it, and the row "
+                        "records how many ran (0: no budget; default 10)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the torch.compile train-step cases (GPU only; compiling takes minutes)")
     p.add_argument("--out", default="benchmarks/results", help="output directory (default: benchmarks/results)")
 
 

@@ -157,19 +157,21 @@ def train_cases(s: Settings) -> Iterator[Case]:
     shape = f"{preset} B={b} V={v} P={p}"
     prec = "bf16" if s.cuda else "fp32"
     ours = f"ops:{ops.backend('group', s.device)} attn:dispatch {prec}"
-    gpu_only = "GPU only"
+    # torch.compile costs minutes of compiling before the first step: timed only when asked for (--compile).
+    compiling = s.cuda and s.compile
+    compile_note = "" if compiling else "GPU only" if not s.cuda else "off: --compile times it"
     eager, compiled_ref = "eager fp32 reference", "reference compile bf16"
     yield Case("train step", "crossjepa", shape, ours, b, "objects/s",
                _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True),
                (eager, compiled_ref))
     yield Case("train step", "crossjepa compiled", shape, ours + " compile", b, "objects/s",
-               _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if s.cuda else None,
-               (eager, compiled_ref), note="" if s.cuda else gpu_only, optional=True)
+               _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if compiling
+               else None, (eager, compiled_ref), note=compile_note, optional=True)
     yield Case("train step", eager, shape, "ops:torch-ref attn:sdpa fp32", b, "objects/s",
                _step_factory(base, batch, s.device, reference=True, compiled=False, amp=False))
     yield Case("train step", compiled_ref, shape, "ops:torch-ref attn:sdpa bf16 compile", b, "objects/s",
-               _step_factory(base, batch, s.device, reference=True, compiled=True, amp=True) if s.cuda else None,
-               note="" if s.cuda else gpu_only, optional=True)
+               _step_factory(base, batch, s.device, reference=True, compiled=True, amp=True) if compiling
+               else None, note=compile_note, optional=True)
 
     tok = base.encoder.tokenizer
     tshape = f"{preset} B={b} P={p} G={tok.cfg.num_groups} k={tok.cfg.group_size} {prec}"
@@ -257,7 +259,7 @@ def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) ->
     if case.build is None:
         return row
     warmup, repeats = case.repeats or (s.warmup, s.repeats)
-    timer = timer or (lambda f, w, r: measure(f, s.device, warmup=w, repeats=r))
+    timer = timer or (lambda f, w, r: measure(f, s.device, warmup=w, repeats=r, budget_s=s.budget_s))
     fn = None
     # What existed before the case is not its garbage: frozen, the collection after it scans only the case's
     # own objects (a full collection over torch's import graph costs ~0.3 s per case).
@@ -280,6 +282,9 @@ def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) ->
         gc.unfreeze()
     row.update(timing.summary())
     row["throughput"] = case.items / (timing.median_ms / 1e3)
+    if timing.requested and len(timing.samples_ms) < timing.requested:
+        cut = f"{len(timing.samples_ms)} of {timing.requested} repeats in the {s.budget_s:g} s case budget"
+        row["note"] = f"{row['note']}; {cut}" if row["note"] else cut
     return row
 
 

@@ -2,9 +2,13 @@
 
 `measure(fn, device)` runs fn `warmup` times untimed, then `repeats` timed calls: CUDA events around each
 call on a GPU (nothing synchronises between calls, so a step that never syncs the host is timed as it runs in
-training), `time.perf_counter` on the CPU. Peak memory over the timed calls: `torch.cuda.max_memory_allocated`
-on a GPU, the process RSS sampled by a background thread on the CPU (torch's CPU allocator keeps no peak), as
-`PeakMemory` measures it; benchmarks/conftest.py wraps pytest-benchmark's timed rounds in the same probe.
+training), `time.perf_counter` on the CPU. With `budget_s`, a slow case stops early: warm-up calls stop once
+they have used a quarter of the budget, and the timed calls are as many as the rest of it holds by the fastest
+warm-up call (on a GPU each warm-up call is synchronised to be timed), or on the host clock, whichever is
+fewer; at least one of each runs. `Timing.requested` keeps how many were asked for.
+Peak memory over the timed calls: `torch.cuda.max_memory_allocated` on a GPU, the process RSS sampled by a
+background thread on the CPU (torch's CPU allocator keeps no peak), as `PeakMemory` measures it;
+benchmarks/conftest.py wraps pytest-benchmark's timed rounds in the same probe.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Timing:
     samples_ms: list[float]
     peak_mem_mb: float | None
     mem_kind: str  # "cuda_max_allocated" | "rss_peak"
+    requested: int | None = None  # timed calls asked for; more than len(samples_ms) when a budget cut them
 
     @property
     def median_ms(self) -> float:
@@ -124,29 +129,59 @@ class PeakMemory:
             self.mb = self._sampler.peak_rss_mb
 
 
+def _warm_up(fn, device: torch.device, warmup: int, budget_s: float | None) -> float | None:
+    """Run the warm-up calls; with a budget, stop once they have used a quarter of it and return the fastest
+    call's seconds (each call synchronised, so that is its device time too)."""
+    fastest, began = None, time.perf_counter()
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        fn()
+        if budget_s is None:
+            continue
+        sync(device)
+        now = time.perf_counter()
+        fastest = now - t0 if fastest is None else min(fastest, now - t0)
+        if now - began >= budget_s / 4:
+            break
+    sync(device)
+    return fastest
+
+
 def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
-            repeats: int = 10) -> Timing:
-    """Time `repeats` calls of fn after `warmup` untimed ones; see the module docstring."""
+            repeats: int = 10, budget_s: float | None = None) -> Timing:
+    """Time `repeats` calls of fn after `warmup` untimed ones, within `budget_s` seconds when given; see the
+    module docstring."""
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup, repeats: expected >= 0 and >= 1, got {warmup}, {repeats}")
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError(f"budget_s: expected a positive number of seconds or None, got {budget_s}")
     device = torch.device(device)
-    for _ in range(warmup):
-        fn()
-    sync(device)
+    began = time.perf_counter()
+    per_call = _warm_up(fn, device, warmup, budget_s)
+    planned, deadline = repeats, float("inf")
+    if budget_s is not None:
+        deadline = began + budget_s
+        if per_call:
+            planned = max(1, min(repeats, int((deadline - time.perf_counter()) / per_call)))
     with PeakMemory(device) as peak:
         if device.type == "cuda":
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                      for _ in range(repeats)]
-            for start, end in events:
+                      for _ in range(planned)]
+            for used, (start, end) in enumerate(events, 1):
                 start.record()
                 fn()
                 end.record()
+                if time.perf_counter() >= deadline:  # a host-bound case: launching is the time it takes
+                    break
+            events = events[:used]
         else:
             samples = []
-            for _ in range(repeats):
+            for _ in range(planned):
                 t0 = time.perf_counter()
                 fn()
                 samples.append((time.perf_counter() - t0) * 1e3)
+                if time.perf_counter() >= deadline:
+                    break
     if device.type == "cuda":  # PeakMemory's exit synchronised: every event has its time
         samples = [start.elapsed_time(end) for start, end in events]
-    return Timing(samples, peak.mb, peak.kind)
+    return Timing(samples, peak.mb, peak.kind, requested=repeats)
