@@ -5,7 +5,7 @@ import os
 
 import torch
 
-MAX_LEN = 256
+MAX_LEN = 128  # the Triton kernel holds a whole (batch, head) in one program
 HEAD_DIMS = (32, 64, 128)
 
 
@@ -32,15 +32,16 @@ def check_attention_args(q, k, v, key_padding_mask=None):
                              f"got {tuple(key_padding_mask.shape)} on {key_padding_mask.device}")
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """Whether TRITON_INTERPRET asks triton to run kernels in its CPU interpreter (read when called)."""
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def triton_supports(q, k, key_padding_mask=None, allow_fp32=False) -> bool:
-    """Whether the Triton kernel handles these inputs (shapes, dtypes, device); fp32 only where asked."""
+def triton_supports(q, k, interpreted: bool, allow_fp32: bool = False) -> bool:
+    """Whether the Triton kernel handles these inputs (shapes, dtypes, device): CUDA tensors, or CPU tensors
+    when `interpreted`; fp32 only where asked."""
     dtypes = (torch.float16, torch.bfloat16, torch.float32) if allow_fp32 else (torch.float16, torch.bfloat16)
-    b, h, lq, d = q.shape
+    lq, d = q.shape[2], q.shape[3]
     lk = k.shape[2]
-    on_device = q.is_cuda or (q.device.type == "cpu" and _interpreting())
-    return (on_device and q.dtype in dtypes and d in HEAD_DIMS and 1 <= lq <= MAX_LEN and 1 <= lk <= MAX_LEN
-            and b * h >= 1)
+    on_device = q.is_cuda or (q.device.type == "cpu" and interpreted)
+    return on_device and q.dtype in dtypes and d in HEAD_DIMS and 1 <= lq <= MAX_LEN and 1 <= lk <= MAX_LEN

@@ -9,8 +9,10 @@ CPU (thread counts fixed per comparison, so a run under load compares like with 
 FPS is exact: its check is that the indices equal fpsample's from the same start index. kNN and group check
 the distances against the peer's (cdist may pick another of two equidistant neighbours).
 CUDA: FPS vs pointnet2_ops (when importable; target 3x) and the torch reference; group (fp32, bf16) vs
-cdist+topk+gather (target 3x) and the torch reference; attention fwd+bwd (Triton fused, the dispatcher) vs torch
-SDPA with its own backend choice and each backend forced, with and without a key-padding mask.
+cdist+topk+gather (target 3x) and the torch reference.
+Attention, fwd+bwd at the model's shapes (encoder with and without a key-padding mask, predictor): the Triton
+kernel (target 1.2x SDPA; also at the warp counts num_warps did not pick) and the dispatcher vs torch SDPA with
+its own backend choice and each backend forced. On the CPU the SDPA rows run and the Triton rows say why not.
 """
 
 from __future__ import annotations
@@ -162,30 +164,50 @@ def _relative_error(fn, qkv, mask, grad) -> float:
     return max(((a.double() - b).norm() / b.norm()).item() for a, b in zip(got, want))
 
 
-def attention_cases(s: Settings) -> Iterator[Case]:
-    b, h, n, d = (8, 6, 65, 64) if s.quick else (512, 6, 65, 64)  # the encoder: 64 patches + cls, 6 heads
-    if s.cuda:
-        from ..kernels import attention
-        from ..kernels.attention_triton import fused_attention
+def _attention_impls(s: Settings, n: int, d: int) -> dict:
+    """impl -> (backend, fn(q, k, v, mask) or None where it cannot run here, optional)."""
+    from ..kernels import attention
 
-        impls = {"triton fused": ("triton", fused_attention), "dispatch": ("crossjepa.kernels", attention),
-                 "sdpa": ("torch", _sdpa())}
-        impls.update({f"sdpa {name}": ("torch", _sdpa(backend)) for name, backend in (
-            ("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
-            ("cudnn", SDPBackend.CUDNN_ATTENTION), ("math", SDPBackend.MATH))})
-    else:  # the Triton kernel runs on a GPU only: the row says so
-        impls = {"triton fused": ("triton", None)}
-    sdpa = tuple(impl for impl in impls if impl.startswith("sdpa"))  # torch's choice first, then each forced
-    for masked in (False, True):
+    impls = {"dispatch": ("crossjepa.kernels", attention, False), "sdpa": ("torch", _sdpa(), False)}
+    impls.update({f"sdpa {name}": ("torch", _sdpa(backend), True) for name, backend in (
+        ("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+        ("cudnn", SDPBackend.CUDNN_ATTENTION), ("math", SDPBackend.MATH))})
+    if not s.cuda:  # the Triton kernel runs on a GPU only: its row says so
+        return {"triton fused": ("triton", None, False), **impls}
+    from ..kernels.attention_triton import fused_attention, num_warps
+
+    chosen = num_warps(n, n, d)
+    triton = {"triton fused": ("triton", fused_attention, False)}
+    for warps in ((4, 4), (4, 8), (8, 4), (8, 8)):  # the other launch choices, to check num_warps's
+        if warps != chosen:
+            triton[f"triton fused w{warps[0]}/{warps[1]}"] = (
+                "triton", lambda q, k, v, m, warps=warps: fused_attention(q, k, v, m, warps=warps), True)
+    return {**triton, **impls}
+
+
+def attention_cases(s: Settings) -> Iterator[Case]:
+    """Every attention call of a training step, fwd+bwd in bf16: the encoder's (64 patches + cls, 6 heads of
+    64) with and without a key-padding mask, and the predictor's (pooled features + one query per view)."""
+    from ..kernels import selected_backend
+
+    # The GPU step's 512 objects; on a CPU 16, as the train suite's CPU step (bf16 attention is slow there).
+    b = 4 if s.quick else 512 if s.cuda else 16
+    encoder, predictor = (b, 6, 65, 64), (4 * b, 6, 2, 64)  # 4 views per object
+    for (b, h, n, d), masked in ((encoder, False), (encoder, True), (predictor, False)):
         shape = f"B={b} H={h} L={n} d={d} bf16{', key-padding mask' if masked else ''}"
-        for impl, (backend, fn) in impls.items():
-            def factory(fn=fn, masked=masked):
+        impls = _attention_impls(s, n, d)
+        sdpa = tuple(impl for impl in impls if impl.startswith("sdpa"))  # torch's choice first, then each forced
+        small, mask = _attention_inputs(1, h, n, d, masked, s.device)[:2]
+        picks = f"picks {selected_backend(*small, mask)}"
+        for impl, (backend, fn, optional) in impls.items():
+            def factory(fn=fn, masked=masked, b=b, h=h, n=n, d=d):
                 qkv, mask, grad = _attention_inputs(b, h, n, d, masked, s.device)
                 return lambda: torch.autograd.grad(fn(*qkv, mask), qkv, grad)
 
-            def check(fn=fn, masked=masked):
+            def check(fn=fn, masked=masked, h=h, n=n, d=d):
                 return _relative_error(fn, *_attention_inputs(2, h, n, d, masked, s.device)) < 2e-2
-            ours = impl in ("triton fused", "dispatch")
+            ours = not impl.startswith("sdpa")
+            note = "needs CUDA" if fn is None else picks if impl == "dispatch" else ""
             yield Case("attention fwd+bwd", impl, shape, backend, b, "objects/s", None if fn is None else factory,
-                       sdpa if ours else (), note="needs CUDA" if fn is None else "",
-                       optional=impl.startswith("sdpa "), check=check if ours else None)
+                       sdpa if ours else (), note=note, optional=optional, target=1.2 if impl == "triton fused"
+                       else None, check=check)
