@@ -6,6 +6,7 @@ Every subcommand fails with a non-zero exit and one clear line on bad input; `--
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -15,29 +16,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_pretrain(sub) -> None:
-    p = sub.add_parser("pretrain", help="pretrain a point encoder against a teacher cache")
-    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
-    p.add_argument("--cache", required=True, help="teacher cache directory (crossjepa cache)")
-    p.add_argument("--out", required=True, help="output directory (checkpoints, model.safetensors, metrics)")
-    p.add_argument("--config", help="YAML file with TrainConfig fields")
-    p.add_argument("--preset", help="model preset: default | tiny")
-    steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--max-steps", type=int, help="train for exactly N optimizer steps")
-    steps.add_argument("--epochs", type=int, help="train for E passes over the data")
-    p.add_argument("--batch-size", type=int, help="objects per step (over all processes)")
-    p.add_argument("--views", type=int, dest="views_per_object", help="views per object per step")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every K steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--loader", choices=["torch", "device", "dali"])
-    p.add_argument("--num-points", type=int, help="points per cloud fed to the model (default: the model's)")
+# The commands whose settings are a config dataclass: each field is a flag (config_flags.py). Their modules are
+# imported only for the command being run (eval's import torch), so that `crossjepa --help` stays instant.
+# command: (module, config class, what it does, a --set example)
+CONFIG_COMMANDS = {
+    "pretrain": ("crossjepa.train.config", "TrainConfig", "pretrain a point encoder against a teacher cache",
+                 "optim.weight_decay=0.1"),
+    "finetune": ("crossjepa.eval.finetune_config", "FinetuneConfig",
+                 "fine-tune encoder + head (epoch chosen on a validation part of train)",
+                 "train.optim.layer_decay=0.75"),
+    "fewshot": ("crossjepa.eval.finetune_config", "FewshotConfig",
+                "N-way K-shot episodes (fold files or drawn), mean +- std over folds", "train.optim.layer_decay=0.75"),
+}
+
+
+def config_class(command: str) -> type:
+    module, name = CONFIG_COMMANDS[command][:2]
+    return getattr(importlib.import_module(module), name)
+
+
+def _add_config_command(sub, command: str, with_flags: bool) -> None:
+    summary, example = CONFIG_COMMANDS[command][2:]
+    p = sub.add_parser(command, help=summary)
+    if with_flags:
+        from .config_flags import add_config_flags
+
+        add_config_flags(p, config_class(command)())
+    p.add_argument("--config", help="YAML file with the command's config fields (the flags given override it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any TrainConfig field, e.g. --set optim.weight_decay=0.1 (repeatable)")
-    p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+                   help=f"override any config field, e.g. --set {example} (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
 
 def _add_probe(sub) -> None:
@@ -55,43 +63,6 @@ def _add_probe(sub) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
     p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
     p.add_argument("--device", default="auto")
-
-
-def _add_encoder_source(p, out_help: str) -> None:
-    """Arguments shared by finetune and fewshot: data, encoder, output, config overrides, resume."""
-    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="model.safetensors written by pretrain")
-    src.add_argument("--random-init", action="store_true", help="a random-init encoder (the baseline)")
-    p.add_argument("--preset", help="model preset for --random-init: default | tiny")
-    p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--config", help="YAML file with the command's config fields")
-    p.add_argument("--epochs", type=int, help="training epochs (per seed / per episode)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.optim.layer_decay=0.75 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-
-
-def _add_finetune(sub) -> None:
-    p = sub.add_parser("finetune", help="fine-tune encoder + head (epoch chosen on a validation part of train)")
-    _add_encoder_source(p, "output directory (report.json, training_curve.png, per-seed checkpoints)")
-    p.add_argument("--seeds", type=int, help="number of seeds (mean +- std), default 3")
-    p.add_argument("--val-fraction", type=float, help="stratified validation part of the train split (0.1)")
-    p.add_argument("--vote", type=int, help="also report test accuracy averaged over K augmented copies")
-
-
-def _add_fewshot(sub) -> None:
-    p = sub.add_parser("fewshot", help="N-way K-shot episodes (fold files or drawn), mean +- std over folds")
-    _add_encoder_source(p, "output directory (report.json, one record per episode)")
-    p.add_argument("--way", type=int, help="classes per episode (5)")
-    p.add_argument("--shot", type=int, help="support objects per class (10)")
-    p.add_argument("--folds", type=int, help="episodes (10)")
-    p.add_argument("--query", type=int, help="query objects per class of a drawn episode (20)")
-    p.add_argument("--head", choices=["finetune", "linear"], help="per episode: fine-tune, or a linear SVM")
-    p.add_argument("--seed", type=int, help="seed of drawn episodes and inits (0)")
 
 
 def _add_embed(sub) -> None:
@@ -128,7 +99,8 @@ def _add_cache(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a finished cache built differently")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config_flags_for=tuple(CONFIG_COMMANDS)) -> argparse.ArgumentParser:
+    """The parser; `config_flags_for`: the config commands that get their settings' flags (all by default)."""
     parser = _Parser(prog="crossjepa", description="CrossJEPA: pretrain 3D point encoders from a 2D teacher.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
@@ -150,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points per object: larger clouds are subsampled, smaller ones repeated")
 
     _add_cache(sub)
-    _add_pretrain(sub)
+    _add_config_command(sub, "pretrain", "pretrain" in config_flags_for)
     _add_probe(sub)
-    _add_finetune(sub)
-    _add_fewshot(sub)
+    _add_config_command(sub, "finetune", "finetune" in config_flags_for)
+    _add_config_command(sub, "fewshot", "fewshot" in config_flags_for)
     _add_embed(sub)
 
     k = sub.add_parser("pack", help="convert a dataset to the packed memory-mapped format")
@@ -170,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)  # global options take no value
+    parser = build_parser(config_flags_for=(command,) if command in CONFIG_COMMANDS else ())
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

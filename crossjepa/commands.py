@@ -3,7 +3,6 @@ so `crossjepa --help` is instant."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -66,20 +65,11 @@ def run_cache(args) -> None:
 
 
 def run_pretrain(args) -> None:
-    from .config_io import apply_overrides, load_yaml
+    from .config_flags import config_from_args
     from .train.config import TrainConfig
     from .train.pretrain import pretrain
 
-    cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
-    flags = {"data": args.data, "cache": args.cache, "out": args.out, "preset": args.preset,
-             "max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size,
-             "views_per_object": args.views_per_object, "optim.lr": args.lr,
-             "checkpoint_every": args.checkpoint_every, "seed": args.seed, "device": args.device,
-             "loader": args.loader, "num_points": args.num_points}
-    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(args.set)
-    cfg = apply_overrides(cfg, overrides)
-    if args.model_set:
-        cfg = apply_overrides(cfg, [f"model_overrides={json.dumps(cfg.model_overrides + args.model_set)}"])
+    cfg = config_from_args(TrainConfig, args)
     if not Path(cfg.cache).is_dir():
         raise ValueError(f"--cache {cfg.cache}: not a directory (build it with `crossjepa cache`)")
     path = pretrain(cfg, resume=args.resume, progress=not args.quiet)
@@ -106,43 +96,32 @@ def run_probe(args) -> None:
           f"over {len(acc['per_seed'])} seeds -> {args.out}")
 
 
-def _eval_config(cls, args, extra: dict):
-    """The config of finetune / fewshot: YAML, then the flags given, then --set overrides."""
-    from .config_io import apply_overrides, load_yaml
-
-    cfg = load_yaml(cls, args.config) if args.config else cls()
-    flags = {"data": args.data, "out": args.out, "checkpoint": args.checkpoint, "preset": args.preset,
-             "random_init": args.random_init or None, "device": args.device, "train.epochs": args.epochs,
-             "train.batch_size": args.batch_size, "train.optim.lr": args.lr, **extra}
-    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(args.set)
-    return apply_overrides(cfg, overrides)
+def _print_accuracy(report: dict, what: str, out: str) -> None:
+    acc = report["accuracy"]
+    print(f"{report['protocol']}: {what} {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+          f"-> {Path(out) / 'report.json'}")
 
 
 def run_finetune(args) -> None:
+    from .config_flags import config_from_args
     from .eval.finetune_config import FinetuneConfig
     from .eval.finetune_run import run_finetune as finetune
 
-    cfg = _eval_config(FinetuneConfig, args, {"seeds": args.seeds, "val_fraction": args.val_fraction,
-                                              "vote": args.vote})
+    cfg = config_from_args(FinetuneConfig, args)
     report = finetune(cfg, resume=args.resume, progress=not args.quiet)
-    acc = report["accuracy"]
-    print(f"{report['protocol']}: test accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
-          f"-> {Path(cfg.out) / 'report.json'}")
+    _print_accuracy(report, "test accuracy", cfg.out)
     if report["vote"]:
         vote = report["vote"]
         print(f"with {vote['copies']}-copy test-time voting: {100 * vote['mean']:.2f} +- {100 * vote['std']:.2f} %")
 
 
 def run_fewshot(args) -> None:
+    from .config_flags import config_from_args
     from .eval.fewshot import run_fewshot as fewshot
     from .eval.finetune_config import FewshotConfig
 
-    cfg = _eval_config(FewshotConfig, args, {"way": args.way, "shot": args.shot, "folds": args.folds,
-                                             "query": args.query, "head": args.head, "seed": args.seed})
-    report = fewshot(cfg, resume=args.resume, progress=not args.quiet)
-    acc = report["accuracy"]
-    print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
-          f"-> {Path(cfg.out) / 'report.json'}")
+    cfg = config_from_args(FewshotConfig, args)
+    _print_accuracy(fewshot(cfg, resume=args.resume, progress=not args.quiet), "accuracy", cfg.out)
 
 
 def run_embed(args) -> None:

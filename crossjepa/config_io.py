@@ -12,6 +12,14 @@ import yaml
 T = TypeVar("T")
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+            **cli: Any) -> Any:
+    """A config field with its documentation: `help` is the field's help, shown by the CLI flag that
+    config_flags.py makes for it. `cli` may name `flags` (the option strings, default --field-name),
+    `required` (on the command line) and `one_of` (flags sharing a name exclude each other)."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **cli})
+
+
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 

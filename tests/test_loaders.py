@@ -269,9 +269,9 @@ def test_memmap_crosses_to_workers_by_path(packed):
 def test_bad_arguments(packed, monkeypatch):
     with pytest.raises(ValueError, match="backend: expected one of"):
         make_loader(packed, 8, backend="jax")
-    with pytest.raises(ValueError, match="batch_size: expected an int >= 1"):
+    with pytest.raises(ValueError, match="batch_size: expected a positive int"):
         make_loader(packed, 0)
-    with pytest.raises(TypeError, match="batch_size: expected an int"):
+    with pytest.raises(TypeError, match="batch_size: expected a positive int, got 2.5"):
         make_loader(packed, 2.5)
     with pytest.raises(ValueError, match=r"num_points: expected at most 96"):
         make_loader(packed, 8, num_points=200)
@@ -279,32 +279,37 @@ def test_bad_arguments(packed, monkeypatch):
         make_loader(packed, 8, augment="yes")
     with pytest.raises(ValueError, match="dataset: expected at least one object"):
         make_loader(Items([]), 8)
-    with pytest.raises(ValueError, match="rank: expected < world_size=2"):
+    with pytest.raises(ValueError, match=r"rank: expected an int in \[0, 1\], got 2"):
         make_loader(packed, 8, rank=2, world_size=2)
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)
     with pytest.raises(ImportError, match="backend 'dali' needs NVIDIA DALI"):
         make_loader(packed, 8, backend="dali", num_points=16)
 
 
-class IndexExtras:
-    """Picklable extras: a tensor derived from (epoch, batch, index), to check what reaches every batch."""
+class IndexTargets:
+    """Picklable targets: a tensor derived from (seed, rank, epoch, batch) and the index, to check what reaches
+    every batch."""
 
-    def __call__(self, epoch, batch, index):
-        return {"tag": torch.from_numpy(index * 1000 + epoch * 100 + batch)}
+    def read(self, key, index):
+        seed, rank, epoch, batch = key
+        return {"tag": torch.from_numpy(index * 1000 + epoch * 100 + batch + seed * 10000 + rank * 100000)}
 
 
-def test_extras_are_built_from_the_host_index_on_every_backend(packed):
-    kw = dict(batch_size=8, num_points=32, seed=3, augment=True, extras=IndexExtras())
+def test_targets_are_read_from_the_host_index_on_every_backend(packed):
+    kw = dict(batch_size=8, num_points=32, seed=3, augment=True, targets=IndexTargets())
     out = {name: epochs(loader) for name, loader in loaders(packed, **kw).items()}
     out["workers"] = epochs(make_loader(packed, backend="torch", num_workers=1, **kw))
     for name, runs in out.items():
         for epoch, batches in enumerate(runs):
             assert len(batches) == 5, name
             for b, batch in enumerate(batches):
-                assert torch.equal(batch["tag"], batch["index"] * 1000 + epoch * 100 + b), name
+                assert torch.equal(batch["tag"], batch["index"] * 1000 + epoch * 100 + b + 30000), name
     resumed = make_loader(packed, backend="device", device="cpu", **kw)
     resumed.set_epoch(1, first_batch=2)  # numbered as in the whole epoch
     assert [torch.equal(x["tag"], y["tag"]) for x, y in zip(list(resumed), out["device"][1][2:])] == [True] * 3
+    for backend in ("torch", "device"):  # the key carries this process's rank
+        for b, batch in enumerate(make_loader(packed, backend=backend, device="cpu", rank=1, world_size=2, **kw)):
+            assert torch.equal(batch["tag"], batch["index"] * 1000 + b + 130000), backend
 
 
 class CountingPacked(PackedLike):

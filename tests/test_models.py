@@ -220,7 +220,12 @@ def test_loss_kinds():
     mse = crossjepa_loss(pred, target, mean, std, kind="mse")
     assert mse.item() == pytest.approx(((pred - standardised) ** 2).mean().item(), rel=1e-4)
     cos = crossjepa_loss(pred, target, mean, std, kind="cosine")
-    assert 0.0 < cos.item() < 2.0
+    expected = (1 - (pred * standardised).sum(-1) / (pred.norm(dim=-1) * standardised.norm(dim=-1))).mean()
+    assert cos.item() == pytest.approx(expected.item(), rel=1e-4)
+    scaled = crossjepa_loss(3.0 * pred, target, mean, std, kind="cosine")  # cosine ignores the length
+    assert scaled.item() == pytest.approx(cos.item(), rel=1e-5)
+    opposite = crossjepa_loss(-standardised, target, mean, std, kind="cosine")
+    assert opposite.item() == pytest.approx(2.0, abs=1e-3)
     mse.backward()
     assert torch.isfinite(pred.grad).all()
     with pytest.raises(ValueError, match="kind"):

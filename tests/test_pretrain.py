@@ -56,10 +56,14 @@ def test_pretrain_writes_weights_metrics_and_plot(cache_dir, tmp_path):
     assert attention["mode"] == "auto" and "Lk <=" in attention["rule"]
     assert attention["choices"] and {c["backend"] for c in attention["choices"]} == {"sdpa"}  # CPU
     assert {c["device"] for c in attention["choices"]} == {"cpu"}
+    from crossjepa.models.config import preset_config
+    from crossjepa.teacher import open_cache
     from crossjepa.train.checkpoint import load_pretrained
 
-    model = load_pretrained(out / "model.safetensors")
-    assert model.config.tokenizer.num_points > 0
+    model = load_pretrained(out / "model.safetensors")  # the run's architecture, with the weights it saved
+    assert model.config == preset_config("tiny", teacher_dim=open_cache(cache_dir).dim)
+    saved, state = _weights(out), model.state_dict()
+    assert saved.keys() <= state.keys() and all(torch.equal(state[k], v) for k, v in saved.items())
 
 
 def test_sigkill_then_resume_is_bit_identical(cache_dir, tmp_path):
@@ -252,27 +256,27 @@ def test_training_steps_make_no_host_sync(cache_dir, tmp_path, monkeypatch, one_
     assert any(r[0] == steps for r in reads.reads)  # the one read of the log interval: the recorder sees reads
 
 
-def test_cache_slicer_draws_views_per_batch_and_skips_unused_histograms(cache_dir):
+def test_cached_targets_draw_views_per_batch_and_skip_unused_histograms(cache_dir):
     import pickle
 
     import numpy as np
 
+    from crossjepa.data.targets import CachedTargets
     from crossjepa.teacher import open_cache
-    from crossjepa.train.targets import CacheSlicer
 
     cache = open_cache(cache_dir)
-    ids, index = np.arange(0, 48, 2), np.array([5, 0, 7])
-    slicer = CacheSlicer(cache, 3, seed=1, rank=0, ids=ids)
-    got = slicer(2, 4, index)
-    again = pickle.loads(pickle.dumps(slicer))(2, 4, index)  # as in a worker: the same draws
+    ids, index, key = np.arange(0, 48, 2), np.array([5, 0, 7]), (1, 0, 2, 4)  # (seed, rank, epoch, batch)
+    targets = CachedTargets(cache, 3, rows=ids)
+    got = targets.read(key, index)
+    again = pickle.loads(pickle.dumps(targets)).read(key, index)  # as in a worker: the same draws
     assert got.keys() == again.keys() == {"target", "poses", "histograms"}
     assert all(torch.equal(got[name], again[name]) for name in got)
-    views = slicer.views(2, 4, len(index))
+    views = targets.views(key, len(index))
     assert all(len(set(row)) == 3 for row in views.tolist())
     pick = (ids[index][:, None], views)
     for name, array in (("target", cache.embeddings), ("poses", cache.poses), ("histograms", cache.histograms)):
         assert torch.equal(got[name], torch.from_numpy(np.asarray(array)[pick])), name
-    others = [slicer.views(2, b, 3) for b in range(5, 9)] + [CacheSlicer(cache, 3, seed=1, rank=1).views(2, 4, 3)]
+    others = [targets.views((1, 0, 2, b), 3) for b in range(5, 9)] + [targets.views((1, 1, 2, 4), 3)]
     assert not all(np.array_equal(views, other) for other in others)  # another batch or rank, other views
-    unused = CacheSlicer(cache, 3, seed=1, ids=ids, histograms=False)(2, 4, index)
+    unused = CachedTargets(cache, 3, rows=ids, histograms=False).read(key, index)
     assert unused.keys() == {"target", "poses"} and torch.equal(unused["target"], got["target"])

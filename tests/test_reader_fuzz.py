@@ -1,6 +1,6 @@
 """Fuzzing every point/mesh reader (hypothesis, derandomised so CI runs are reproducible, bounded in examples and
-time). Each damaged file must give points or one ValueError whose one-line message names the file, quickly:
-never a hang, a MemoryError from a declared count, or a traceback from numpy. Mutations that keep a file's
+time). Each damaged file must give points or one ValueError whose one-line message names the file: never an
+allocation of a declared count (ALLOC_LIMIT), a MemoryError, or a traceback from numpy. Mutations that keep a file's
 meaning (CRLF line ends, trailing blank lines) must give exactly the original points, and a changed count in an
 OFF or PCD header must give the original points or an error, never other points."""
 
@@ -8,7 +8,7 @@ import io
 import os
 import re
 import struct
-import time
+import tracemalloc
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +24,9 @@ REAL = Path(__file__).parent / "data" / "real"
 # CROSSJEPA_FUZZ_EXAMPLES raises the examples per test for a longer hunt; CI keeps the bounded default
 FUZZ = settings(max_examples=int(os.environ.get("CROSSJEPA_FUZZ_EXAMPLES", 25)), deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-TIME_LIMIT_S = 5.0
+# Reading a seed file allocates at most ~0.1 MiB (tracemalloc counts numpy's arrays too); an array of a damaged
+# header's count (2**31 and up) would be GiBs.
+ALLOC_LIMIT = 16 * 2**20
 
 
 def literal_lzf(raw: bytes) -> bytes:
@@ -108,17 +110,22 @@ TEXT_SEEDS = [n for n in SEED_NAMES if seeds()[n][2]]
 
 
 def read(path: Path):
-    """Points, or None for one clear ValueError naming the file; anything else fails the test."""
-    start = time.perf_counter()
+    """Points, or None for one clear ValueError naming the file; anything else fails the test, and so does
+    allocating more than ALLOC_LIMIT while reading (a count taken at the header's word)."""
+    error = None
+    tracemalloc.start()
     try:
-        return read_cloud_file(path, 32, (0, 0, 0))
+        points = read_cloud_file(path, 32, (0, 0, 0))
     except ValueError as e:
-        message = str(e)
-        assert str(path) in message, f"error does not name the file: {message!r}"
-        assert "\n" not in message.strip(), f"error is not one line: {message!r}"
-        return None
+        points, error = None, str(e)
     finally:
-        assert time.perf_counter() - start < TIME_LIMIT_S, "reader too slow on a damaged file"
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak <= ALLOC_LIMIT, f"reading {path.name} allocated {peak / 2**20:.1f} MiB"
+    if error is not None:
+        assert str(path) in error, f"error does not name the file: {error!r}"
+        assert "\n" not in error.strip(), f"error is not one line: {error!r}"
+    return points
 
 
 def check(tmp_path, name, data: bytes):

@@ -11,6 +11,7 @@ from crossjepa.render import (
     color_histogram, look_at, project, random_poses, render_points, save_view_grid, sphere_poses,
 )
 from crossjepa.render.cameras import focal_length
+from crossjepa.render.splat import default_point_radius
 
 
 def _cloud(gen, batch=2, num_points=1500):
@@ -116,6 +117,34 @@ def test_batched_render_equals_per_object_per_view_renders():
     assert torch.equal(shared.mask, render_points(pts, poses[0].expand(2, -1, -1, -1), image_size=56).mask)
 
 
+def _closed_in(covered, reach):
+    """Pixels with a covered pixel within `reach` on both sides along their row, or along their column."""
+    padded = torch.nn.functional.pad(covered, (reach, reach, reach, reach))
+    size = covered.shape[0]
+
+    def side(dy, dx):  # a covered pixel at one of the offsets k * (dy, dx), k = 1..reach
+        return torch.stack([padded[reach + k * dy:reach + k * dy + size, reach + k * dx:reach + k * dx + size]
+                            for k in range(1, reach + 1)]).any(0)
+
+    return (side(0, -1) & side(0, 1)) | (side(-1, 0) & side(1, 0))
+
+
+def _assert_mask_is_the_splatted_points(points, poses, mask, size):
+    """Foreground = the pixels whose centre lies within the splat radius of a projected point, plus gaps that
+    hole filling closes (enclosed by such pixels along a row or a column)."""
+    radius = default_point_radius(size, points.shape[1])
+    uv, z = project(points, poses, image_size=size)
+    assert (z > 0).all() and ((uv >= 0) & (uv < size)).all()  # the whole cloud is in view
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    centres = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).view(-1, 2)  # (x, y) per pixel
+    for b in range(points.shape[0]):
+        for v in range(poses.shape[0]):
+            nearest = torch.cdist(centres, uv[b, v]).amin(1).view(size, size)
+            covered, drawn = nearest <= radius + 1e-3, mask[b, v, 0]
+            assert drawn[nearest <= radius - 1e-3].all(), (b, v)
+            assert _closed_in(covered, math.ceil(2 * radius))[drawn & ~covered].all(), (b, v)
+
+
 def test_outputs_are_well_formed_and_show_surface_shading():
     gen = torch.Generator().manual_seed(13)
     pts = _cloud(gen)
@@ -124,7 +153,7 @@ def test_outputs_are_well_formed_and_show_surface_shading():
         img, mask = out.image, out.mask
         assert img.dtype == torch.float32 and img.min() >= 0 and img.max() <= 1
         assert (img * ~mask == 0).all() and (out.depth * ~mask == 0).all() and (out.depth[mask] > 0).all()
-        assert 0.05 < mask.float().mean() < 0.9
+        _assert_mask_is_the_splatted_points(pts, sphere_poses(4), mask, 64)
         # Shading, not a flat silhouette: foreground pixels take many different values.
         assert img.permute(0, 1, 3, 4, 2)[mask.squeeze(2)].unique(dim=0).shape[0] > 50
 

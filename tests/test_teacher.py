@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from crossjepa.hashing import file_sha256
 from crossjepa.teacher import load_teacher
 from crossjepa.teacher import torchvision_stub
-from crossjepa.teacher.model import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME, SIZE, DIM = "test_vit", 32, 64  # timm's 0.3M-parameter test ViT: fast to build on CPU

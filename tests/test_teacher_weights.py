@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from crossjepa.hashing import file_sha256
 from crossjepa.teacher import load_teacher
 from crossjepa.teacher import weights as weights_mod
-from crossjepa.teacher.model import _import_timm, file_sha256
+from crossjepa.teacher.model import _import_timm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NAME = "tf_efficientnet_lite0"

@@ -151,7 +151,7 @@ def test_errors_name_the_file(views_root, backend):
 
 def test_bad_arguments(views_root):
     root, _ = views_root
-    with pytest.raises(ValueError, match="backend: expected 'auto', 'pil' or 'dali'"):
+    with pytest.raises(ValueError, match="backend: expected one of auto, pil, dali"):
         ViewsOnDisk(root, backend="cv2")
     with pytest.raises(ValueError, match="azimuths: expected distinct whole degrees"):
         ViewsOnDisk(root, azimuths=[0, 360])

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..validate import check_int
 from .subsample import draw_subset, keyed_generator, prefix_indices
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
@@ -50,11 +51,7 @@ def corrupt(path, reason: str) -> CorruptFileError:
 
 
 def check_num_points(num_points) -> Optional[int]:
-    if num_points is None:
-        return None
-    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
-        raise ValueError(f"num_points: expected None or a positive int, got {num_points!r}")
-    return int(num_points)
+    return check_int("num_points", num_points, 1, optional=True)
 
 
 def normalize_cloud(points: np.ndarray) -> np.ndarray:

@@ -23,9 +23,10 @@ stacked once into memory (device and dali backends, which need every cloud to ha
 Coordinates are checked finite where they enter: each batch as it is built (torch), the stacked arrays once
 (device, dali); the model's ops then skip that scan.
 
-``extras(epoch, batch, index)`` (optional, picklable; index: numpy int64) returns more CPU tensors for a batch
-(the teacher targets): they are built where the batch is (DataLoader workers; for device and dali, a host
-thread one batch ahead) and moved with it, so nothing reads the batch's index back from the device.
+``targets`` (optional; targets.CachedTargets, or any picklable object with its ``read((seed, rank, epoch,
+batch), index)``, index: numpy int64) adds the teacher targets to each batch: they are read where the batch is
+built (DataLoader workers; for device and dali, a host thread one batch ahead) and moved with it, so nothing
+reads the batch's index back from the device.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..validate import check_int
 from .subsample import draw_subset, keyed_generator
 from .transforms import AugmentConfig, Augmentation, apply_augmentation, draw_augmentation
 
@@ -106,8 +108,8 @@ class BatchPlan:
 class Loader:
     """Base of the backends: len() batches per epoch; each iteration is the next epoch."""
 
-    extras = None  # see the module docstring
-    builds_extras = False  # whether the backend adds `extras` itself (else _with_extras does)
+    targets = None  # see the module docstring
+    reads_targets = False  # whether the backend adds `targets` itself (else _with_targets does)
 
     def __init__(self, plan: BatchPlan, num_points: int, augment: Optional[AugmentConfig]):
         self.plan, self.num_points, self.augment = plan, num_points, augment
@@ -118,31 +120,28 @@ class Loader:
 
     def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
         """The next iteration yields batches first_batch, first_batch + 1, ... of `epoch`."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        if isinstance(first_batch, bool) or not isinstance(first_batch, int) or not 0 <= first_batch <= len(self):
-            raise ValueError(f"first_batch: expected an int in [0, {len(self)}], got {first_batch!r}")
-        self.epoch, self.first_batch = epoch, first_batch
+        self.epoch = check_int("epoch", epoch, 0)
+        self.first_batch = check_int("first_batch", first_batch, 0, len(self))
 
     def __iter__(self):
         epoch, first = self.epoch, self.first_batch
         self.epoch, self.first_batch = epoch + 1, 0
         batches = self._iterate(epoch, first)
-        if self.extras is None or self.builds_extras:
+        if self.targets is None or self.reads_targets:
             return batches
-        return self._with_extras(batches, epoch, first)
+        return self._with_targets(batches, epoch, first)
 
     def _iterate(self, epoch: int, first: int):
         raise NotImplementedError
 
-    def _with_extras(self, batches, epoch: int, first: int):
-        """Adds `extras` to batches built on a device: computed on the host from the plan's indices one batch
+    def _with_targets(self, batches, epoch: int, first: int):
+        """Adds `targets` to batches built on a device: read on the host from the plan's indices one batch
         ahead in a thread (overlapping the step), pinned, and copied to the batch's device without blocking."""
         plan = self.plan.batches(epoch)
         pin = torch.cuda.is_available()
 
         def build(b):
-            extra = self.extras(epoch, b, plan[b].numpy())
+            extra = self.targets.read((self.plan.seed, self.plan.rank, epoch, b), plan[b].numpy())
             return {k: v.pin_memory() for k, v in extra.items()} if pin else extra
 
         with ThreadPoolExecutor(1) as pool:
@@ -249,20 +248,20 @@ def gather_tensor(points: torch.Tensor, index: torch.Tensor, num_points: int,
 
 class _BatchReader(torch.utils.data.Dataset):
     """Builds whole batches in DataLoader workers from (epoch, batch, indices) requests: checked finite, with
-    `extras` added."""
+    `targets` added."""
 
-    def __init__(self, dataset, points, labels, num_points, augment, seed, rows=None, extras=None):
+    def __init__(self, dataset, points, labels, num_points, augment, seed, rows=None, targets=None, rank=0):
         self.dataset = dataset if points is None else None
         self.points = None if points is None else _ArrayHandle(points)
         self.labels, self.num_points, self.augment, self.seed = labels, num_points, augment, seed
-        self.rows, self.extras = rows, extras
+        self.rows, self.targets, self.rank = rows, targets, rank
 
     def __getitem__(self, request) -> dict:
         epoch, batch, rows = request  # rows: numpy, cheaper than a tensor to send to a worker
         out = self._build(epoch, batch, rows)
         check_finite(out["points"].numpy(), rows)
-        if self.extras is not None:
-            out.update(self.extras(epoch, batch, rows))
+        if self.targets is not None:
+            out.update(self.targets.read((self.seed, self.rank, epoch, batch), rows))
         return out
 
     def _build(self, epoch, batch, rows) -> dict:
@@ -333,11 +332,11 @@ class TorchLoader(Loader):
     """torch DataLoader over whole-batch requests: one gather per batch in the workers, pinned memory on CUDA
     machines; batches are moved to `device` when one is given."""
 
-    builds_extras = True
+    reads_targets = True
 
-    def __init__(self, dataset, plan, num_points, augment, seed, device, num_workers, extras=None):
+    def __init__(self, dataset, plan, num_points, augment, seed, device, num_workers, targets=None):
         super().__init__(plan, num_points, augment)
-        self.extras = extras
+        self.targets = targets
         points, labels = packed_arrays(dataset)
         if points is not None:
             check_num_points(num_points, points.shape[1])
@@ -345,7 +344,7 @@ class TorchLoader(Loader):
         self._sampler = _EpochSampler(plan)
         pin = torch.cuda.is_available() and (self.device is None or self.device.type == "cuda")
         self._loader = torch.utils.data.DataLoader(
-            _BatchReader(dataset, points, labels, num_points, augment, seed, array_rows(dataset), extras),
+            _BatchReader(dataset, points, labels, num_points, augment, seed, array_rows(dataset), targets, plan.rank),
             sampler=self._sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0,
             pin_memory=pin)
 

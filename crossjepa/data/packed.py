@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hashing import file_sha256
 from .base import PointCloudDataset, SplitNotFound, corrupt
 
 FORMAT = "crossjepa-packed"
@@ -26,14 +27,6 @@ FILES = ("points.npy", "labels.npy", "names.json")
 
 def is_packed(path: Path) -> bool:
     return (path / "meta.json").is_file() and (path / "points.npy").is_file()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class PackedDataset(PointCloudDataset):
@@ -86,5 +79,5 @@ class PackedDataset(PointCloudDataset):
     def verify(self) -> None:
         """Recompute the checksums; ValueError naming the first file that differs from meta.json."""
         for name, expected in self.meta["sha256"].items():
-            if sha256_file(self.path / name) != expected:
+            if file_sha256(self.path / name) != expected:
                 raise corrupt(self.path / name, "sha256 differs from meta.json")

@@ -16,9 +16,10 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
+from ..hashing import file_sha256
 from .base import check_num_points
 from .formats import open_dataset
-from .packed import FILES, FORMAT, VERSION, sha256_file
+from .packed import FILES, FORMAT, VERSION
 from .subsample import prefix_indices
 
 
@@ -89,6 +90,6 @@ def pack(src_spec, out_dir, split: str = "train", num_points: int = 1024, progre
                 "sampling": "farthest point sampling from index 0 (a prefix of k points is an FPS subsample)",
                 "source": {"kind": getattr(ds, "kind", type(ds).__name__),
                            "fingerprint": ds.fingerprint() if hasattr(ds, "fingerprint") else None},
-                "sha256": {name: sha256_file(tmp / name) for name in FILES}}
+                "sha256": {name: file_sha256(tmp / name) for name in FILES}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -32,6 +32,8 @@ import torch
 
 from crossjepa.render.cameras import look_at
 
+from ..validate import check_choice, check_int
+
 DEFAULT_RADIUS = 3.2
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SETTINGS = ("elevation_deg", "radius")
@@ -82,12 +84,9 @@ class ViewsOnDisk:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: no such directory {self.root}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if backend not in ("auto", "pil", "dali"):
-            raise ValueError(f"backend: expected 'auto', 'pil' or 'dali', got {backend!r}")
+        check_int("image_size", image_size, 1)
+        check_int("batch_size", batch_size, 1)
+        check_choice("backend", backend, ("auto", "pil", "dali"))
         self.suffix, self.image_size, self.batch_size = suffix, image_size, batch_size
         if names is None:
             names = sorted(p.name for p in self.root.iterdir() if p.is_dir())

@@ -11,7 +11,8 @@ from torch import nn
 from ..models.config import preset_config
 from ..models.encoder import PointEncoder
 from ..train.checkpoint import load_pretrained
-from ..train.pretrain import no_weight_decay
+from ..train.optim import no_weight_decay
+from ..validate import check_int
 
 
 class PointClassifier(nn.Module):
@@ -20,8 +21,7 @@ class PointClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_classes: int, hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes: expected an int >= 2, got {num_classes!r}")
+        check_int("num_classes", num_classes, 2)
         self.encoder = encoder
         width = encoder.width
         self.head = nn.Sequential(

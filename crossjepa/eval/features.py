@@ -8,6 +8,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.subsample import subsample
+from ..validate import check_int
 
 
 def _encoder_of(model: nn.Module) -> nn.Module:
@@ -29,8 +30,7 @@ def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, num_poi
     The encoder runs in eval mode; its previous mode is restored afterwards.
     """
     encoder = _encoder_of(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     num_points = num_points or encoder.tokenizer.cfg.num_points
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     generator = torch.Generator().manual_seed(seed)

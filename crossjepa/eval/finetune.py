@@ -22,7 +22,7 @@ from ..atomic import write_text
 from ..data import make_loader
 from ..data.transforms import AugmentConfig
 from ..train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..train.pretrain import build_optimizer
+from ..train.optim import build_optimizer
 from .classifier import PointClassifier, layerwise_groups
 from .finetune_config import ClassifierTraining
 

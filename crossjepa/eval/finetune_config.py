@@ -3,30 +3,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional, Tuple
 
+from ..config_io import setting
 from ..data.transforms import ROTATIONS, AugmentConfig
 from ..train.config import OptimConfig
+from ..validate import check_choice, check_int, check_number
 
-
-def _at_least(owner: str, minimum: int, **values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{owner}.{name}: expected an int >= {minimum}, got {value!r}")
-
-
-def _fraction(owner: str, **values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ValueError(f"{owner}.{name}: expected a number in (0, 1), got {value!r}")
+DATA_HELP = "dataset spec: a path or synthetic:N"
+CHECKPOINT_HELP = "model.safetensors written by pretrain"
+RANDOM_INIT_HELP = "a random-init encoder (the baseline)"
+PRESET_HELP = "model preset for --random-init: default | tiny"
+DEVICE_HELP = "auto | cpu | cuda | cuda:N"
 
 
 @dataclass
 class FinetuneOptim(OptimConfig):
-    """AdamW + warmup/cosine (pretraining's build_optimizer), Point-MAE's fine-tuning values, and layer-wise
-    learning-rate decay: block i of D gets lr * layer_decay ** (D - i), the tokenizer/embeddings
-    layer_decay ** (D + 1), the final norm and the head lr (1.0 turns it off, as in Point-MAE)."""
+    """AdamW + warmup/cosine (train/optim.py's build_optimizer, as in pretraining), Point-MAE's fine-tuning
+    values, and layer-wise learning-rate decay: block i of D gets lr * layer_decay ** (D - i), the
+    tokenizer/embeddings layer_decay ** (D + 1), the final norm and the head lr (1.0 turns it off, as in
+    Point-MAE)."""
 
     lr: float = 5e-4
     weight_decay: float = 0.05
@@ -34,7 +31,7 @@ class FinetuneOptim(OptimConfig):
     warmup_fraction: float = 10 / 300
     min_lr_ratio: float = 0.002
     grad_clip: float = 10.0
-    layer_decay: float = 1.0  # checked by ClassifierTraining; OptimConfig checks the rest
+    layer_decay: float = setting(1.0, "layer-wise learning-rate decay (1 turns it off)")  # ClassifierTraining checks it
 
 
 @dataclass
@@ -42,15 +39,14 @@ class FinetuneAugment:
     """Point-MAE's per-axis scale and translate; rotation "auto" turns on rotation about the up axis for
     scanned data (ScanObjectNN), whose objects are not aligned, and leaves aligned CAD data unrotated."""
 
-    rotation: str = "auto"
-    up_axis: int = 1
-    scale: Optional[Tuple[float, float]] = (2 / 3, 3 / 2)
-    translate: float = 0.2
-    jitter_sigma: float = 0.0
+    rotation: str = setting("auto", "auto, up, so3 or none (auto: up for scanned data, else none)")
+    up_axis: int = setting(1, "the axis rotation 'up' turns about (0, 1, 2)")
+    scale: Optional[Tuple[float, float]] = setting((2 / 3, 3 / 2), "per-axis random scale range (LOW HIGH)")
+    translate: float = setting(0.2, "random translation range")
+    jitter_sigma: float = setting(0.0, "per-point Gaussian jitter")
 
     def __post_init__(self) -> None:
-        if self.rotation not in ("auto", *ROTATIONS):
-            raise ValueError(f"augment.rotation: expected one of auto, {', '.join(ROTATIONS)}, got {self.rotation!r}")
+        check_choice("augment.rotation", self.rotation, ("auto", *ROTATIONS))
         try:
             self.resolve(scanned=False)
         except ValueError as err:
@@ -66,70 +62,68 @@ class FinetuneAugment:
 class ClassifierTraining:
     """One training run of encoder + classification head (a fine-tuning seed, or a few-shot episode)."""
 
-    epochs: int = 300
-    batch_size: int = 32
-    num_points: Optional[int] = None  # None -> the encoder's tokenizer setting
-    label_smoothing: float = 0.2  # Point-BERT's smoothed cross-entropy
-    head_hidden: int = 256
-    head_dropout: float = 0.5
-    augment: FinetuneAugment = field(default_factory=FinetuneAugment)
-    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    checkpoint_every: int = 10  # epochs
-    num_workers: Optional[int] = None  # torch loader workers; None -> min(4, CPUs)
+    epochs: int = setting(300, "training epochs (per seed / per episode)")
+    batch_size: int = setting(32, "objects per step")
+    num_points: Optional[int] = setting(None, "points per cloud (default: the encoder's tokenizer setting)")
+    label_smoothing: float = setting(0.2, "Point-BERT's smoothed cross-entropy")
+    head_hidden: int = setting(256, "hidden width of the classification head")
+    head_dropout: float = setting(0.5, "dropout in the classification head")
+    augment: FinetuneAugment = setting(factory=FinetuneAugment, help="training augmentation")
+    optim: FinetuneOptim = setting(factory=FinetuneOptim, help="optimizer: AdamW, warmup then cosine decay")
+    amp: bool = setting(True, "bf16 autocast on CUDA; ignored on CPU")
+    checkpoint_every: int = setting(10, "write a checkpoint every K epochs")
+    num_workers: Optional[int] = setting(None, "torch loader workers (default: min(4, CPUs))")
 
     def __post_init__(self) -> None:
-        _at_least("train", 1, epochs=self.epochs, batch_size=self.batch_size, head_hidden=self.head_hidden,
-                  checkpoint_every=self.checkpoint_every)
-        if self.num_points is not None:
-            _at_least("train", 1, num_points=self.num_points)
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"train.label_smoothing: expected a number in [0, 1), got {self.label_smoothing!r}")
-        decay = self.optim.layer_decay
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
-            raise ValueError(f"train.optim.layer_decay: expected a number in (0, 1], got {decay!r}")
-        if not 0 <= self.head_dropout < 1:
-            raise ValueError(f"train.head_dropout: expected a number in [0, 1), got {self.head_dropout!r}")
+        for name in ("epochs", "batch_size", "head_hidden", "checkpoint_every"):
+            check_int(f"train.{name}", getattr(self, name), 1)
+        check_int("train.num_points", self.num_points, 1, optional=True)
+        check_number("train.label_smoothing", self.label_smoothing, 0, 1, hi_open=True)
+        check_number("train.optim.layer_decay", self.optim.layer_decay, 0, 1, lo_open=True)
+        check_number("train.head_dropout", self.head_dropout, 0, 1, hi_open=True)
 
 
 @dataclass
 class FinetuneConfig:
-    data: str = ""
-    out: str = "runs/finetune"
-    checkpoint: Optional[str] = None  # model.safetensors from pretraining; or random_init
-    random_init: bool = False
-    preset: str = "default"  # architecture of a random-init encoder
-    seeds: int = 3  # seeds 0..seeds-1: head init, validation carve, batch order; mean +- std over them
-    val_fraction: float = 0.1  # of the training split, stratified: the ONLY data model selection sees
-    test_fraction: float = 0.2  # carved from the training split only when the source has no test split
-    vote: int = 0  # K > 0: also report test accuracy with logits averaged over K augmented copies
-    device: str = "auto"
-    train: ClassifierTraining = field(default_factory=ClassifierTraining)
+    data: str = setting("", DATA_HELP, required=True)
+    out: str = setting("runs/finetune", "output directory (report.json, training_curve.png, per-seed checkpoints)",
+                       required=True)
+    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
+    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
+    preset: str = setting("default", PRESET_HELP)
+    seeds: int = setting(3, "seeds 0..N-1 (head init, validation carve, batch order): mean +- std over them")
+    val_fraction: float = setting(0.1, "stratified validation part of the train split: the ONLY data model "
+                                  "selection sees")
+    test_fraction: float = setting(0.2, "test part carved from the train split when the source has no test split")
+    vote: int = setting(0, "K > 0: also report test accuracy with logits averaged over K augmented copies")
+    device: str = setting("auto", DEVICE_HELP)
+    train: ClassifierTraining = setting(factory=ClassifierTraining, help="training of each seed")
 
     def __post_init__(self) -> None:
-        _at_least("finetune", 1, seeds=self.seeds)
-        _at_least("finetune", 0, vote=self.vote)
-        _fraction("finetune", val_fraction=self.val_fraction, test_fraction=self.test_fraction)
+        check_int("finetune.seeds", self.seeds, 1)
+        check_int("finetune.vote", self.vote, 0)
+        for name in ("val_fraction", "test_fraction"):
+            check_number(f"finetune.{name}", getattr(self, name), 0, 1, lo_open=True, hi_open=True)
 
 
 @dataclass
 class FewshotConfig:
-    data: str = ""
-    out: str = "runs/fewshot"
-    checkpoint: Optional[str] = None
-    random_init: bool = False
-    preset: str = "default"
-    way: int = 5
-    shot: int = 10
-    folds: int = 10  # episodes: fold files 0..folds-1, or drawn episodes
-    query: int = 20  # query objects per class in drawn episodes (fold files carry their own)
-    head: Literal["finetune", "linear"] = "finetune"
-    cv_folds: int = 5  # linear head: C by this many CV folds on the support set (at most `shot`)
-    seed: int = 0
-    device: str = "auto"
-    train: ClassifierTraining = field(default_factory=lambda: ClassifierTraining(epochs=150))
+    data: str = setting("", DATA_HELP, required=True)
+    out: str = setting("runs/fewshot", "output directory (report.json, one record per episode)", required=True)
+    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
+    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
+    preset: str = setting("default", PRESET_HELP)
+    way: int = setting(5, "classes per episode")
+    shot: int = setting(10, "support objects per class")
+    folds: int = setting(10, "episodes: fold files 0..N-1, or drawn episodes")
+    query: int = setting(20, "query objects per class of a drawn episode (fold files carry their own)")
+    head: Literal["finetune", "linear"] = setting("finetune", "per episode: fine-tune, or a linear SVM")
+    cv_folds: int = setting(5, "linear head: C by this many CV folds on the support set (at most --shot)")
+    seed: int = setting(0, "seed of drawn episodes and inits")
+    device: str = setting("auto", DEVICE_HELP)
+    train: ClassifierTraining = setting(factory=lambda: ClassifierTraining(epochs=150),
+                                        help="training of each episode")
 
     def __post_init__(self) -> None:
-        _at_least("fewshot", 1, shot=self.shot, folds=self.folds, query=self.query)
-        _at_least("fewshot", 2, way=self.way, cv_folds=self.cv_folds)
-        _at_least("fewshot", 0, seed=self.seed)
+        for name, lowest in (("shot", 1), ("folds", 1), ("query", 1), ("way", 2), ("cv_folds", 2), ("seed", 0)):
+            check_int(f"fewshot.{name}", getattr(self, name), lowest)

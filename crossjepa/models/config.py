@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config_io import override
+from ..validate import check_choice, check_int, check_number, check_positive
 
 FPS_STARTS = ("zero", "random")
 CONDITIONINGS = ("token", "adaln", "both")
@@ -17,15 +18,9 @@ ROTATION_FORMATS = ("matrix", "6d")
 ROTATION_FRAMES = ("c2w", "w2c")
 
 
-def _positive(owner: str, **values) -> None:
+def _positive_ints(owner: str, **values) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{owner}.{name}: expected a positive number, got {value!r}")
-
-
-def _choice(owner: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{name}: expected one of {', '.join(choices)}, got {value!r}")
+        check_int(f"{owner}.{name}", value, 1)
 
 
 @dataclass
@@ -46,10 +41,10 @@ class TokenizerConfig:
     pos_hidden: int = 128  # positional MLP on centers: 3 -> pos_hidden -> width
 
     def __post_init__(self) -> None:
-        _positive("tokenizer", num_points=self.num_points, num_groups=self.num_groups,
-                  group_size=self.group_size, local_hidden=self.local_hidden, local_out=self.local_out,
-                  global_hidden=self.global_hidden, pos_hidden=self.pos_hidden)
-        _choice("tokenizer", "fps_start", self.fps_start, FPS_STARTS)
+        _positive_ints("tokenizer", num_points=self.num_points, num_groups=self.num_groups,
+                       group_size=self.group_size, local_hidden=self.local_hidden, local_out=self.local_out,
+                       global_hidden=self.global_hidden, pos_hidden=self.pos_hidden)
+        check_choice("tokenizer.fps_start", self.fps_start, FPS_STARTS)
         if max(self.num_groups, self.group_size) > self.num_points:
             raise ValueError(f"tokenizer.num_points: expected >= num_groups and group_size, got {self.num_points}")
 
@@ -66,14 +61,14 @@ class EncoderConfig:
     readout_layers: int = 1  # probe/embed features: pooled patch tokens averaged over the last N blocks
 
     def __post_init__(self) -> None:
-        _positive("encoder", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio,
-                  readout_layers=self.readout_layers)
+        _positive_ints("encoder", width=self.width, heads=self.heads, depth=self.depth,
+                       readout_layers=self.readout_layers)
+        check_positive("encoder.mlp_ratio", self.mlp_ratio)
         if self.readout_layers > self.depth:
             raise ValueError(f"encoder.readout_layers: expected at most depth={self.depth}, got {self.readout_layers}")
         if self.width % self.heads:
             raise ValueError(f"encoder.heads: expected a divisor of width {self.width}, got {self.heads}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"encoder.drop_path: expected a value in [0, 1), got {self.drop_path!r}")
+        check_number("encoder.drop_path", self.drop_path, 0, 1, hi_open=True)
 
 
 @dataclass
@@ -95,13 +90,13 @@ class PredictorConfig:
     input: str = "pooled"  # measured: the probe features then carry what the predictor uses
 
     def __post_init__(self) -> None:
-        _positive("predictor", width=self.width, heads=self.heads, depth=self.depth, mlp_ratio=self.mlp_ratio)
-        _choice("predictor", "input", self.input, PREDICTOR_INPUTS)
+        _positive_ints("predictor", width=self.width, heads=self.heads, depth=self.depth)
+        check_positive("predictor.mlp_ratio", self.mlp_ratio)
+        check_choice("predictor.input", self.input, PREDICTOR_INPUTS)
         if self.width % self.heads:
             raise ValueError(f"predictor.heads: expected a divisor of width {self.width}, got {self.heads}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"predictor.drop_path: expected a value in [0, 1), got {self.drop_path!r}")
-        _choice("predictor", "conditioning", self.conditioning, CONDITIONINGS)
+        check_number("predictor.drop_path", self.drop_path, 0, 1, hi_open=True)
+        check_choice("predictor.conditioning", self.conditioning, CONDITIONINGS)
 
 
 @dataclass
@@ -124,11 +119,10 @@ class ConditionConfig:
     use_histogram: bool = False
 
     def __post_init__(self) -> None:
-        _positive("condition", histogram_bins=self.histogram_bins, hidden=self.hidden)
-        if isinstance(self.frequencies, bool) or not isinstance(self.frequencies, int) or self.frequencies < 0:
-            raise ValueError(f"condition.frequencies: expected an int >= 0, got {self.frequencies!r}")
-        _choice("condition", "rotation_format", self.rotation_format, ROTATION_FORMATS)
-        _choice("condition", "rotation_frame", self.rotation_frame, ROTATION_FRAMES)
+        _positive_ints("condition", histogram_bins=self.histogram_bins, hidden=self.hidden)
+        check_int("condition.frequencies", self.frequencies, 0)
+        check_choice("condition.rotation_format", self.rotation_format, ROTATION_FORMATS)
+        check_choice("condition.rotation_frame", self.rotation_frame, ROTATION_FRAMES)
         if not (self.use_pose or self.use_histogram):
             raise ValueError("condition.use_pose/use_histogram: expected at least one of them to be true")
 
@@ -142,7 +136,7 @@ class ModelConfig:
     teacher_dim: int = 768
 
     def __post_init__(self) -> None:
-        _positive("model", teacher_dim=self.teacher_dim)
+        check_int("model.teacher_dim", self.teacher_dim, 1)
 
 
 def _default() -> ModelConfig:
@@ -172,8 +166,7 @@ def preset_config(preset: str = "default", teacher_dim: int | None = None, **ove
     Overrides name a ModelConfig field: a sub-config instance, a dict of its fields ({"depth": 4}), or a
     dotted key (**{"encoder.depth": 4}); they go through config_io.override, as `--set` strings do.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    check_choice("preset", preset, PRESETS)
     cfg = PRESETS[preset]()
     if teacher_dim is not None:
         overrides["teacher_dim"] = teacher_dim

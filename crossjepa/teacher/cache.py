@@ -35,6 +35,8 @@ from tqdm.auto import tqdm
 from crossjepa import render
 
 from ..atomic import atomic_target, replace_dir, write_bytes
+from ..hashing import file_sha256
+from ..validate import check_int
 
 from .views import RenderedViews, describe_view_source, read_view_batch
 
@@ -173,7 +175,7 @@ def _finish(partial: Path, state: dict, teacher) -> None:
         "chunk_size": chunk_size,
         "chunks": sums,
         "stats": {"file": STATS, "rows": ["mean", "std"], "std_floor": STD_FLOOR,
-                  "sha256": hashlib.sha256((partial / STATS).read_bytes()).hexdigest()},
+                  "sha256": file_sha256(partial / STATS)},
         "teacher_input": {"mean": teacher.mean.flatten().tolist(), "std": teacher.std.flatten().tolist()},
         "teacher_weights_source": teacher.weights_source,  # file:PATH, package:NAME, timm-hub or random-init
         "build": {"batch_size": state["batch_size"], "device": state["device"]},
@@ -346,8 +348,7 @@ def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=No
     """
     for arg, value in (("num_views", num_views), ("batch_size", batch_size), ("chunk_size", chunk_size),
                        ("bins", bins)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg}: expected a positive int, got {value!r}")
+        check_int(arg, value, 1)
     if len(dataset) == 0:
         raise ValueError("dataset: expected at least one object, got an empty dataset")
     out = Path(out_dir)
@@ -477,5 +478,5 @@ def verify_cache(cache_dir) -> None:
             if _sha256(arrays[name][s:e]) != expected:
                 raise CacheCorruptError(f"cache: {cache.path / name} chunk {k} (objects {s}..{e - 1}) "
                                         f"fails its checksum", name, k)
-    if hashlib.sha256((cache.path / STATS).read_bytes()).hexdigest() != cache.meta["stats"]["sha256"]:
+    if file_sha256(cache.path / STATS) != cache.meta["stats"]["sha256"]:
         raise CacheCorruptError(f"cache: {cache.path / STATS} fails its checksum", STATS)

@@ -11,10 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hashing import file_sha256
+from ..validate import check_int
 from .torchvision_stub import ensure_torchvision
 from .weights import PACKAGES, package_weights
 
-__all__ = ["DEFAULT_TEACHER", "POOLINGS", "Teacher", "load_teacher", "file_sha256"]
+__all__ = ["DEFAULT_TEACHER", "POOLINGS", "Teacher", "load_teacher"]
 
 _log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "both")
@@ -35,14 +37,6 @@ def _import_timm():
                 "the teacher needs timm, which is not installed: pip install --no-deps timm") from None
         raise
     return timm
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -196,8 +190,7 @@ def load_teacher(name: str = DEFAULT_TEACHER, weights: str | Path | None = None,
         raise TypeError(f"name: expected a timm model name, got {name!r}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    check_int("image_size", image_size, 1)
     if weights is not None and random_init:
         raise ValueError("weights: expected no weights file together with random_init=True")
     timm = _import_timm()

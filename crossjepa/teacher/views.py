@@ -20,6 +20,8 @@ import torch
 
 from crossjepa import render
 
+from ..validate import check_int
+
 __all__ = ["RenderedViews", "describe_view_source", "foreground_from_background", "read_view_batch"]
 
 _SPHERE_DEFAULTS = {k: p.default for k, p in inspect.signature(render.sphere_poses).parameters.items()}
@@ -38,10 +40,8 @@ class RenderedViews:
                  elevations_deg: tuple[float, ...] | None = None, fov_deg: float | None = None,
                  point_radius: float | None = None, shading: str = "normal", azimuth_seed: int | None = None,
                  device: str | torch.device = "cpu"):
-        if not isinstance(num_views, int) or isinstance(num_views, bool) or num_views < 1:
-            raise ValueError(f"num_views: expected a positive int, got {num_views!r}")
-        if azimuth_seed is not None and (not isinstance(azimuth_seed, int) or azimuth_seed < 0):
-            raise ValueError(f"azimuth_seed: expected None or a non-negative int, got {azimuth_seed!r}")
+        check_int("num_views", num_views, 1)
+        check_int("azimuth_seed", azimuth_seed, 0, optional=True)
         self.dataset = dataset
         self.num_views = num_views
         self.image_size = image_size

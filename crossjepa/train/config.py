@@ -6,10 +6,12 @@ value is one ValueError naming the field, not a ZeroDivisionError a thousand ste
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
+
+from ..config_io import setting
+from ..validate import check_bool, check_choice, check_int, check_number, check_str
 
 LOADERS = ("torch", "device", "dali")
 LOSSES = ("smooth_l1", "mse", "cosine")
@@ -17,112 +19,86 @@ NONFINITE = ("stop", "skip")
 ROTATIONS = ("up", "so3", "none")
 
 
-def _int(name: str, value, minimum: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name}: expected {what}{' or None' if optional else ''}, got {value!r}")
-
-
-def _float(name: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-          and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
-
-
-def _choice(name: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-
-
-def _bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected true or false, got {value!r}")
-
-
-def _str(name: str, value, allow_empty: bool = False) -> None:
-    if not isinstance(value, str) or not (value or allow_empty):
-        raise ValueError(f"{name}: expected a {'' if allow_empty else 'non-empty '}string, got {value!r}")
-
-
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_fraction: float = 0.05  # of all steps, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    lr: float = setting(1e-3, "peak learning rate")
+    weight_decay: float = setting(0.05, "AdamW weight decay (norms, biases and tokens are not decayed)")
+    betas: tuple[float, float] = setting((0.9, 0.95), "AdamW betas")
+    warmup_fraction: float = setting(0.05, "linear warmup, as a fraction of all steps; then cosine decay")
+    min_lr_ratio: float = setting(0.01, "the cosine decays to this fraction of the peak learning rate")
+    grad_clip: float = setting(1.0, "max global gradient norm; 0 turns clipping off")
 
     def __post_init__(self) -> None:
-        _float("optim.lr", self.lr, 0.0, math.inf, low_open=True, high_open=True)
-        _float("optim.weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
+        check_number("optim.lr", self.lr, 0, lo_open=True)
+        check_number("optim.weight_decay", self.weight_decay, 0)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise ValueError(f"optim.betas: expected two numbers in [0, 1), got {self.betas!r}")
         for beta in self.betas:
-            _float("optim.betas", beta, 0.0, 1.0, high_open=True)
-        _float("optim.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
-        _float("optim.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _float("optim.grad_clip", self.grad_clip, 0.0, math.inf, high_open=True)
+            check_number("optim.betas", beta, 0, 1, hi_open=True)
+        check_number("optim.warmup_fraction", self.warmup_fraction, 0, 1)
+        check_number("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_number("optim.grad_clip", self.grad_clip, 0)
 
 
 @dataclass
 class TrainConfig:
-    data: str = "synthetic:1000"
-    cache: str = ""
-    out: str = "runs/pretrain"
-    preset: str = "default"
-    model_overrides: list[str] = field(default_factory=list)  # "encoder.depth=4" style
-    batch_size: int = 64  # objects per step, summed over all processes
-    views_per_object: int = 4  # views sampled per object per step from the cache
-    epochs: int = 100
-    max_steps: Optional[int] = None  # overrides epochs when set
-    num_points: Optional[int] = None  # points per cloud fed to the model; None -> the model's tokenizer setting
-    augment: bool = True  # rotation (below) and jitter; the cameras turn with the points
-    rotation: Literal["up", "so3", "none"] = "up"  # augmentation rotation: about the up axis (y), any, none
-    loader: Literal["torch", "device", "dali"] = "torch"
-    num_workers: Optional[int] = None  # torch loader workers; None -> min(4, CPUs)
-    loss: Literal["smooth_l1", "mse", "cosine"] = "smooth_l1"
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    checkpoint_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"  # "auto" -> cuda when available
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    # A step whose loss or gradient is NaN/Inf is never applied. "stop": the run ends at the next log or
-    # checkpoint with one line naming the step and the last good checkpoint. "skip": training goes on, and
-    # metrics.jsonl counts the skipped steps.
-    nonfinite: Literal["stop", "skip"] = "stop"
-    # Objects kept out of training (seeded); after every epoch the model's R^2 on their cached views goes to
-    # heldout.jsonl beside that of a constant predictor. 0 trains on everything.
-    heldout_fraction: float = 0.05
+    data: str = setting("synthetic:1000", "dataset spec: a path or synthetic:N", required=True)
+    cache: str = setting("", "teacher cache directory (crossjepa cache)", required=True)
+    out: str = setting("runs/pretrain", "output directory (checkpoints, model.safetensors, metrics)",
+                       required=True)
+    preset: str = setting("default", "model preset: default | tiny")
+    model_overrides: list[str] = setting(
+        factory=list, help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable)",
+        flags=("--model-set",), metavar="KEY=VALUE")
+    batch_size: int = setting(64, "objects per step, summed over all processes")
+    views_per_object: int = setting(4, "views sampled per object per step from the cache", flags=("--views",))
+    epochs: int = setting(100, "train for E passes over the data", one_of="steps")
+    max_steps: Optional[int] = setting(None, "train for exactly N optimizer steps (overrides --epochs)",
+                                       one_of="steps")
+    num_points: Optional[int] = setting(None, "points per cloud fed to the model (default: the model's)")
+    augment: bool = setting(True, "rotation (--rotation) and jitter; the cameras turn with the points")
+    rotation: Literal["up", "so3", "none"] = setting("up", "augmentation rotation: about the up axis (y), any, "
+                                                     "none")
+    loader: Literal["torch", "device", "dali"] = setting("torch", "data loader backend")
+    num_workers: Optional[int] = setting(None, "torch loader workers (default: min(4, CPUs))")
+    loss: Literal["smooth_l1", "mse", "cosine"] = setting("smooth_l1", "loss against the teacher embeddings")
+    optim: OptimConfig = setting(factory=OptimConfig, help="optimizer: AdamW, warmup then cosine decay")
+    checkpoint_every: int = setting(500, "write a checkpoint every K steps")
+    log_every: int = setting(10, "log metrics every K steps")
+    seed: int = setting(0, "seed of the model init, data order, augmentation and views")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N; auto: cuda when available")
+    amp: bool = setting(True, "bf16 autocast on CUDA; ignored on CPU")
+    nonfinite: Literal["stop", "skip"] = setting(
+        "stop", "a step whose loss or gradient is NaN/Inf is never applied; stop: the run ends at the next log "
+        "or checkpoint with one line naming the step and the last good checkpoint; skip: training goes on, "
+        "and metrics.jsonl counts the skipped steps")
+    heldout_fraction: float = setting(
+        0.05, "objects kept out of training (seeded); after every epoch the model's R^2 on their cached views "
+        "goes to heldout.jsonl beside that of a constant predictor; 0 trains on everything")
 
     def __post_init__(self) -> None:
         from ..models.config import PRESETS
 
-        _str("data", self.data)
-        _str("cache", self.cache, allow_empty=True)  # filled in by the CLI; pretrain() opens it
-        _str("out", self.out)
-        _choice("preset", self.preset, tuple(PRESETS))
+        check_str("data", self.data)
+        check_str("cache", self.cache, allow_empty=True)  # filled in by the CLI; pretrain() opens it
+        check_str("out", self.out)
+        check_choice("preset", self.preset, PRESETS)
         if not isinstance(self.model_overrides, list) or not all(
                 isinstance(o, str) and "=" in o for o in self.model_overrides):
             raise ValueError(f"model_overrides: expected a list of KEY=VALUE strings, got {self.model_overrides!r}")
         for name in ("batch_size", "views_per_object", "epochs", "checkpoint_every", "log_every"):
-            _int(name, getattr(self, name), 1)
-        _int("max_steps", self.max_steps, 1, optional=True)
-        _int("num_points", self.num_points, 1, optional=True)
-        _int("num_workers", self.num_workers, 0, optional=True)
-        _int("seed", self.seed, 0)
-        _bool("augment", self.augment)
-        _choice("rotation", self.rotation, ROTATIONS)
-        _bool("amp", self.amp)
-        _choice("loader", self.loader, LOADERS)
-        _choice("loss", self.loss, LOSSES)
-        _choice("nonfinite", self.nonfinite, NONFINITE)
-        _float("heldout_fraction", self.heldout_fraction, 0.0, 0.5, high_open=True)
+            check_int(name, getattr(self, name), 1)
+        check_int("max_steps", self.max_steps, 1, optional=True)
+        check_int("num_points", self.num_points, 1, optional=True)
+        check_int("num_workers", self.num_workers, 0, optional=True)
+        check_int("seed", self.seed, 0)
+        check_bool("augment", self.augment)
+        check_choice("rotation", self.rotation, ROTATIONS)
+        check_bool("amp", self.amp)
+        check_choice("loader", self.loader, LOADERS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("nonfinite", self.nonfinite, NONFINITE)
+        check_number("heldout_fraction", self.heldout_fraction, 0, 0.5, hi_open=True)
         if not isinstance(self.optim, OptimConfig):
             raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -1,15 +1,15 @@
 """The CrossJEPA pretraining loop: points -> encoder (once per object) -> predictor (once per view) vs cached
 teacher embeddings. Resumable bit-exactly on CPU, runnable under torchrun.
 
-Between log intervals the loop never reads the device: each batch arrives with its teacher targets (CacheSlicer,
-run where the loader builds the batch), and the step keeps its statistics and non-finite guard on the device.
-The attention backends the model got are written to runtime.json after the first step."""
+Between log intervals the loop never reads the device: each batch arrives with its teacher targets (read with
+its points where the loader builds the batch, data/targets.py), and the step keeps its statistics and
+non-finite guard on the device. The attention backends the model got are written to runtime.json after the
+first step."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
+from ..data.targets import CachedTargets
 from ..data.transforms import AugmentConfig, rotate_poses
 from ..kernels import dispatch_record
 from ..models import build
@@ -29,10 +30,10 @@ from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_che
                          save_weights, set_rng_state)
 from .config import TrainConfig
 from .heldout import ObjectSubset, heldout_scores, split_heldout
+from .optim import build_optimizer
 from .distributed import DistInfo, barrier, close_distributed, init_distributed
 from .plots import plot_loss_curve
 from .step import TrainStep
-from .targets import CacheSlicer
 
 log = logging.getLogger("crossjepa.pretrain")
 
@@ -40,35 +41,6 @@ log = logging.getLogger("crossjepa.pretrain")
 def build_model(cfg: TrainConfig, teacher_dim: int) -> torch.nn.Module:
     config = apply_overrides(preset_config(cfg.preset, teacher_dim), cfg.model_overrides)
     return build(config=config)
-
-
-def no_weight_decay(name: str, param: torch.Tensor) -> bool:
-    """Norms, biases and learned tokens are not decayed."""
-    return param.ndim < 2 or name.endswith("token")
-
-
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device,
-                    groups: list[dict] | None = None):
-    """AdamW with linear warmup then cosine decay. `groups`: parameter groups, each may set its own "lr" and
-    "weight_decay" (fine-tuning's layer-wise settings); default: decay, and no decay on `no_weight_decay`."""
-    o = cfg.optim
-    if groups is None:
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                (no_decay if no_weight_decay(name, p) else decay).append(p)
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # Fused (CPU too): it takes a found_inf flag, so TrainStep skips a non-finite step without a host sync.
-    opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=device.type in ("cpu", "cuda"))
-    warmup = max(1, int(o.warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -114,16 +86,15 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     train_ids, heldout_ids = split_heldout(len(dataset), cfg.heldout_fraction, cfg.seed)
     if cfg.batch_size > len(train_ids):
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the training objects ({len(train_ids)})")
-    # Each rank takes its share of every global batch; "index" numbers the training objects, and the slicer
-    # maps it back to the cache's numbering where the batch is built, so its targets come with it.
-    slicer = CacheSlicer(cache, cfg.views_per_object, cfg.seed, dist_info.rank, train_ids,
-                         histograms=model.config.condition.use_histogram)
+    # Each rank takes its share of every global batch; "index" numbers the training objects, and the targets
+    # map it back to the cache's numbering where the batch is built, so its targets come with it.
+    targets = CachedTargets(cache, cfg.views_per_object, train_ids, histograms=model.config.condition.use_histogram)
     loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size,
                          backend=cfg.loader, shuffle=True,
                          augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
                          num_points=cfg.num_points or model.config.tokenizer.num_points,
                          seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
-                         rank=dist_info.rank, world_size=dist_info.world_size, extras=slicer)
+                         rank=dist_info.rank, world_size=dist_info.world_size, targets=targets)
     steps_per_epoch = len(loader)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     if total_steps < 1:
@@ -167,7 +138,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
         loader.set_epoch(epoch, first_batch=skip)  # a resumed epoch starts at its next batch, nothing is re-read
-        for batch in loader:  # on `device`, with the teacher targets sliced on the host (CacheSlicer)
+        for batch in loader:  # on `device`, with the teacher targets read on the host (CachedTargets)
             poses = rotate_poses(batch["poses"], batch["rotation"])  # cameras turned with the points
             train_step(batch["points"], batch["target"].float(), poses, batch.get("histograms"), mean, std)
             step += 1
