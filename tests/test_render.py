@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from crossjepa.render import (
-    color_histogram, look_at, project, random_poses, render_points, save_view_grid, sphere_poses,
+    color_histogram, estimate_normals, look_at, project, random_poses, render_points, save_view_grid,
+    sphere_poses,
 )
 from crossjepa.render.cameras import focal_length
 from crossjepa.render.splat import default_point_radius
@@ -170,6 +171,18 @@ def test_rotating_points_and_cameras_together_leaves_the_render_unchanged():
     assert (a.mask != b.mask).float().mean() < 0.005
     same = (a.mask & b.mask).squeeze(2)
     assert (a.image - b.image).abs().amax(2)[same].median() < 1e-3
+
+
+def test_normals_of_a_plane_and_of_coincident_points():
+    gen = torch.Generator().manual_seed(31)
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=gen)).Q
+    plane = torch.cat([torch.rand(1, 400, 2, generator=gen) - 0.5, torch.zeros(1, 400, 1)], -1) @ rot.T
+    normals = estimate_normals(plane)
+    assert (normals @ rot[:, 2]).abs().min() > 1 - 1e-5  # +- the plane's normal at every point
+    # Coincident points (a zero covariance) get a defined unit vector, and the render stays finite.
+    same = torch.rand(1, 1, 3, generator=gen).expand(-1, 50, -1).contiguous()
+    assert torch.equal(estimate_normals(same), torch.tensor([0.0, 0.0, 1.0]).expand(1, 50, 3))
+    assert torch.isfinite(render_points(same, sphere_poses(2), image_size=32).image).all()
 
 
 def test_bad_inputs_raise_value_error():

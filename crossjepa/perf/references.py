@@ -1,10 +1,14 @@
 """What our fast paths are measured against, and the synthetic batches every benchmark feeds.
 
 - `as_reference(model)`: the same model (a copy, same weights) running what a straightforward port would: the
-  plain-torch *_reference point ops and torch SDPA attention; the bench runs it in fp32 eager and, on a GPU,
-  under torch.compile in bf16.
+  plain-torch *_reference point ops, torch SDPA attention and Point-MAE's Conv1d patch embedding
+  (`ConvPatchEmbed`); the bench runs it in fp32 eager and, on a GPU, under torch.compile in bf16.
 - `point_mae_tokenizer(tokenizer)`: the tokenizer as Point-MAE groups points: pointnet2_ops FPS when
-  importable (the torch reference FPS otherwise, and the row says so), `torch.cdist` + `topk` kNN.
+  importable (the torch reference FPS otherwise, and the row says so), `torch.cdist` + `topk` kNN; with the
+  Conv1d patch embedding.
+- `with_conv_patch_embed(module)`: a copy of any module holding Tokenizers whose patch embedding is
+  `ConvPatchEmbed` (crossjepa's previous one) with the same weights: the before/after rows of the bench, and
+  the old implementation the tests check the new one and old checkpoints against.
 """
 
 from __future__ import annotations
@@ -14,11 +18,51 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from ..models.config import TokenizerConfig
 from ..models.layers import Attention
-from ..models.tokenizer import Tokenizer
+from ..models.tokenizer import PatchEmbed, Tokenizer
 from ..ops import farthest_point_sample_reference, group_reference
 from ..render import random_poses
 from .inputs import ball_clouds
+
+
+class ConvPatchEmbed(torch.nn.Module):
+    """crossjepa's patch embedding before the channels-last one (crossjepa.models.tokenizer.PatchEmbed), as
+    Point-MAE writes it: Conv1d(k=1) + BatchNorm1d over (B*G, C, k), the pooled feature concatenated to every
+    point. Same parameter names; its weights are PatchEmbed's with a trailing kernel dimension of 1."""
+
+    def __init__(self, cfg: TokenizerConfig, width: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.local = nn.Sequential(
+            nn.Conv1d(3, cfg.local_hidden, 1), nn.BatchNorm1d(cfg.local_hidden), nn.ReLU(inplace=True),
+            nn.Conv1d(cfg.local_hidden, cfg.local_out, 1))
+        self.merge = nn.Sequential(
+            nn.Conv1d(2 * cfg.local_out, cfg.global_hidden, 1), nn.BatchNorm1d(cfg.global_hidden),
+            nn.ReLU(inplace=True), nn.Conv1d(cfg.global_hidden, width, 1))
+
+    def forward(self, neighbourhoods: torch.Tensor) -> torch.Tensor:
+        b, g, k, _ = neighbourhoods.shape
+        x = self.local(neighbourhoods.reshape(b * g, k, 3).transpose(1, 2))  # (BG, C, k)
+        pooled = x.amax(dim=2, keepdim=True)
+        x = self.merge(torch.cat([pooled.expand(-1, -1, k), x], dim=1))
+        return x.amax(dim=2).reshape(b, g, -1)
+
+
+def conv_patch_embed(embed: PatchEmbed, cfg: TokenizerConfig) -> ConvPatchEmbed:
+    """A ConvPatchEmbed computing what `embed` does: its weights (and BatchNorm state) with a kernel dim."""
+    weight = embed.merge[3].weight
+    conv = ConvPatchEmbed(cfg, weight.shape[0]).to(weight.device, weight.dtype)
+    conv.load_state_dict({k: v.unsqueeze(-1) if v.ndim == 2 else v for k, v in embed.state_dict().items()})
+    return conv.train(embed.training)
+
+
+def with_conv_patch_embed(module: torch.nn.Module) -> torch.nn.Module:
+    out = copy.deepcopy(module)
+    for sub in out.modules():
+        if isinstance(sub, Tokenizer) and isinstance(sub.embed, PatchEmbed):
+            sub.embed = conv_patch_embed(sub.embed, sub.cfg)
+    return out
 
 
 def pointnet2_fps():
@@ -97,15 +141,15 @@ def _swap(module: torch.nn.Module, swaps: dict) -> torch.nn.Module:
 
 
 def as_reference(model: torch.nn.Module) -> torch.nn.Module:
-    return _swap(model, {Tokenizer: ReferenceTokenizer, Attention: SdpaAttention})
+    return _swap(with_conv_patch_embed(model), {Tokenizer: ReferenceTokenizer, Attention: SdpaAttention})
 
 
 def reference_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    return _swap(tokenizer, {Tokenizer: ReferenceTokenizer})
+    return _swap(with_conv_patch_embed(tokenizer), {Tokenizer: ReferenceTokenizer})
 
 
 def point_mae_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    return _swap(tokenizer, {Tokenizer: PointMAETokenizer})
+    return _swap(with_conv_patch_embed(tokenizer), {Tokenizer: PointMAETokenizer})
 
 
 def synthetic_batch(model, batch: int, views: int, device, generator: torch.Generator,

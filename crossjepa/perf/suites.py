@@ -119,13 +119,17 @@ def train_shape(device: torch.device, quick: bool) -> tuple[str, int, int, int |
     return ("default", 512, 4, None) if device.type == "cuda" else ("default", 16, 4, None)
 
 
-def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: bool):
+def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: bool, conv_embed: bool = False):
     def factory():
         from ..train.config import TrainConfig
         from ..train.pretrain import build_optimizer
         from ..train.step import TrainStep
 
-        model = (refs.as_reference(base) if reference else copy.deepcopy(base)).to(device)
+        if reference:
+            model = refs.as_reference(base)
+        else:
+            model = refs.with_conv_patch_embed(base) if conv_embed else copy.deepcopy(base)
+        model = model.to(device)
         if reference:  # what a straightforward port would use: stock AdamW, no fusing, no schedule
             opt, sched = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05), None
         else:
@@ -148,6 +152,19 @@ def _tokenizer_factory(tokenizer, points, device):
     return factory
 
 
+def _embed_factory(embed, neighbourhoods, device):
+    def factory():
+        module = embed().to(device)
+
+        def fn():
+            module.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                tokens = module(neighbourhoods)
+            tokens.float().square().mean().backward()
+        return fn
+    return factory
+
+
 def train_cases(s: Settings) -> Iterator[Case]:
     preset, b, v, p = train_shape(s.device, s.quick)
     torch.manual_seed(0)
@@ -161,9 +178,13 @@ def train_cases(s: Settings) -> Iterator[Case]:
     compiling = s.cuda and s.compile
     compile_note = "" if compiling else "GPU only" if not s.cuda else "off: --compile times it"
     eager, compiled_ref = "eager fp32 reference", "reference compile bf16"
+    conv = "crossjepa Conv1d embed"  # ours with the previous (Point-MAE style) patch embedding: before/after
     yield Case("train step", "crossjepa", shape, ours, b, "objects/s",
                _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True),
-               (eager, compiled_ref))
+               (eager, compiled_ref, conv))
+    yield Case("train step", conv, shape, ours, b, "objects/s",
+               _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True, conv_embed=True),
+               note="patch embedding: Conv1d(k=1) over (B*G, C, k) and the [pooled, x] concat")
     yield Case("train step", "crossjepa compiled", shape, ours + " compile", b, "objects/s",
                _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if compiling
                else None, (eager, compiled_ref), note=compile_note, optional=True)
@@ -178,11 +199,21 @@ def train_cases(s: Settings) -> Iterator[Case]:
     points = batch["points"]
     yield Case("tokenizer fwd+bwd", "crossjepa", tshape, f"ops:{ops.backend('group', s.device)}", b, "objects/s",
                _tokenizer_factory(lambda: copy.deepcopy(tok), points, s.device),
-               ("Point-MAE style", "torch reference"))
+               ("Point-MAE style", "torch reference", conv))
+    yield Case("tokenizer fwd+bwd", conv, tshape, f"ops:{ops.backend('group', s.device)}", b, "objects/s",
+               _tokenizer_factory(lambda: refs.with_conv_patch_embed(tok), points, s.device))
     yield Case("tokenizer fwd+bwd", "Point-MAE style", tshape, refs.point_mae_backend(s.device), b, "objects/s",
                _tokenizer_factory(lambda: refs.point_mae_tokenizer(tok), points, s.device))
     yield Case("tokenizer fwd+bwd", "torch reference", tshape, "ops:torch-ref", b, "objects/s",
                _tokenizer_factory(lambda: refs.reference_tokenizer(tok), points, s.device))
+
+    with torch.no_grad():
+        hoods = tok.group(points)[1]
+    eshape = f"{preset} B={b} G={tok.cfg.num_groups} k={tok.cfg.group_size} {prec}"
+    yield Case("patch embed fwd+bwd", "channels-last", eshape, "F.linear + BatchNorm1d", b, "objects/s",
+               _embed_factory(lambda: copy.deepcopy(tok.embed), hoods, s.device), ("Conv1d",))
+    yield Case("patch embed fwd+bwd", "Conv1d", eshape, "Conv1d(k=1) + cat", b, "objects/s",
+               _embed_factory(lambda: refs.conv_patch_embed(tok.embed, tok.cfg), hoods, s.device))
 
 
 # --------------------------------------------------------------------------------------- cache build

@@ -13,6 +13,7 @@ import torch
 
 from ..ops import knn
 from .cameras import to_pixels, world_to_camera
+from .eigen3 import smallest_eigenvectors
 
 _EMPTY = torch.iinfo(torch.int64).max
 _NEAR = 1e-3  # points closer than this to the camera plane are not drawn
@@ -34,14 +35,15 @@ def default_point_radius(image_size, num_points):
 
 def estimate_normals(points, k=16):
     """Unoriented unit normals (B, P, 3) of points (B, P, 3) float32 (or float16/bfloat16): smallest principal
-    axis of each point's k nearest neighbours (crossjepa.ops.knn)."""
+    axis of each point's k nearest neighbours (crossjepa.ops.knn); (0, 0, 1) where they all coincide."""
     k = min(k, points.shape[1])
     # Clouds are checked finite where they enter crossjepa; a scan here would cost a host sync per render.
     idx = knn(points, points, k, check_finite=False)[1]
     nbrs = torch.gather(points.unsqueeze(1).expand(-1, points.shape[1], -1, -1), 2,
                         idx.unsqueeze(-1).expand(-1, -1, -1, 3))
     nbrs = nbrs - nbrs.mean(dim=2, keepdim=True)
-    return torch.linalg.eigh(nbrs.transpose(-1, -2) @ nbrs).eigenvectors[..., 0]  # eigenvalues ascend
+    # Closed form, not torch.linalg.eigh: cuSOLVER's batched eigh fails on a batch of one matrix per point.
+    return smallest_eigenvectors(nbrs.transpose(-1, -2) @ nbrs)
 
 
 def _footprint(radius, device):
