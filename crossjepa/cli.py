@@ -33,6 +33,9 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--loader", choices=["torch", "device", "dali"])
     p.add_argument("--num-points", type=int, help="points per cloud fed to the model (default: the model's)")
+    p.add_argument("--unseen-fraction", type=float, metavar="F", help="keep a stratified fraction F of the objects "
+                   "out of pretraining, listed in OUT/unseen_objects.json for probe --unseen (default 0: none)")
+    p.add_argument("--unseen-seed", type=int, metavar="S", help="seed of that carve (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any TrainConfig field, e.g. --set optim.weight_decay=0.1 (repeatable)")
     p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
@@ -49,12 +52,23 @@ def _add_probe(sub) -> None:
     src.add_argument("--teacher-cache", metavar="DIR", help="the teacher ceiling: probe the teacher's own "
                      "view-averaged embeddings from this cache (built from --data)")
     p.add_argument("--test-cache", metavar="DIR", help="with --teacher-cache: the test split's cache")
+    p.add_argument("--unseen", metavar="FILE", help="unseen_objects.json (from pretrain --unseen-fraction or "
+                   "crossjepa unseen): choose C and fit on the other training objects, score once on these")
     p.add_argument("--preset", default="default", help="model preset for --random-init")
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (mean +- std)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
     p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
     p.add_argument("--device", default="auto")
+
+
+def _add_unseen(sub) -> None:
+    p = sub.add_parser("unseen", help="carve unseen objects without pretraining (the file pretrain "
+                       "--unseen-fraction writes), for probe --unseen")
+    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
+    p.add_argument("--out", required=True, help="output JSON file (unseen_objects.json)")
+    p.add_argument("--fraction", type=float, default=0.2, help="stratified fraction of the objects (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the carve (pretrain's --unseen-seed, 0)")
 
 
 def _add_encoder_source(p, out_help: str) -> None:
@@ -152,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(sub)
     _add_pretrain(sub)
     _add_probe(sub)
+    _add_unseen(sub)
     _add_finetune(sub)
     _add_fewshot(sub)
     _add_embed(sub)

@@ -99,6 +99,12 @@ class TrainConfig:
     # Objects kept out of training (seeded); after every epoch the model's R^2 on their cached views goes to
     # heldout.jsonl beside that of a constant predictor. 0 trains on everything.
     heldout_fraction: float = 0.05
+    # A stratified (by label), seeded fraction of the objects that pretraining never sees (not in its batches,
+    # not in the held-out R^2), listed in OUT/unseen_objects.json for `crossjepa probe --unseen`: an accuracy on
+    # objects the encoder never met, for data without a test split. 0 (the default) pretrains on everything:
+    # a final encoder should use all the data, and a test split already gives such a number.
+    unseen_fraction: float = 0.0
+    unseen_seed: int = 0  # the carve's seed, apart from `seed`: runs with other seeds keep the same unseen objects
 
     def __post_init__(self) -> None:
         from ..models.config import PRESETS
@@ -116,6 +122,7 @@ class TrainConfig:
         _int("num_points", self.num_points, 1, optional=True)
         _int("num_workers", self.num_workers, 0, optional=True)
         _int("seed", self.seed, 0)
+        _int("unseen_seed", self.unseen_seed, 0)
         _bool("augment", self.augment)
         _choice("rotation", self.rotation, ROTATIONS)
         _bool("amp", self.amp)
@@ -123,6 +130,7 @@ class TrainConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("nonfinite", self.nonfinite, NONFINITE)
         _float("heldout_fraction", self.heldout_fraction, 0.0, 0.5, high_open=True)
+        _float("unseen_fraction", self.unseen_fraction, 0.0, 0.5, high_open=True)
         if not isinstance(self.optim, OptimConfig):
             raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
