@@ -57,12 +57,23 @@ def _add_probe(sub) -> None:
     src.add_argument("--teacher-cache", metavar="DIR", help="the teacher ceiling: probe the teacher's own "
                      "view-averaged embeddings from this cache (built from --data)")
     p.add_argument("--test-cache", metavar="DIR", help="with --teacher-cache: the test split's cache")
+    p.add_argument("--unseen", metavar="FILE", help="unseen_objects.json (from pretrain --unseen-fraction or "
+                   "crossjepa unseen): choose C and fit on the other training objects, score once on these")
     p.add_argument("--preset", default="default", help="model preset for --random-init")
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (mean +- std)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
     p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
     p.add_argument("--device", default="auto")
+
+
+def _add_unseen(sub) -> None:
+    p = sub.add_parser("unseen", help="carve unseen objects without pretraining (the file pretrain "
+                       "--unseen-fraction writes), for probe --unseen")
+    p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
+    p.add_argument("--out", required=True, help="output JSON file (unseen_objects.json)")
+    p.add_argument("--fraction", type=float, default=0.2, help="stratified fraction of the objects (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the carve (pretrain's --unseen-seed, 0)")
 
 
 def _add_embed(sub) -> None:
@@ -124,6 +135,7 @@ def build_parser(config_flags_for=tuple(CONFIG_COMMANDS)) -> argparse.ArgumentPa
     _add_cache(sub)
     _add_config_command(sub, "pretrain", "pretrain" in config_flags_for)
     _add_probe(sub)
+    _add_unseen(sub)
     _add_config_command(sub, "finetune", "finetune" in config_flags_for)
     _add_config_command(sub, "fewshot", "fewshot" in config_flags_for)
     _add_embed(sub)

@@ -77,23 +77,41 @@ def run_pretrain(args) -> None:
 
 
 def run_probe(args) -> None:
+    from .data.carve import UNSEEN_FILE
     from .eval.probe_run import probe_checkpoint, probe_teacher_cache
 
     if args.test_cache and not args.teacher_cache:
         raise ValueError("--test-cache: expected only together with --teacher-cache")
+    carved = args.checkpoint and Path(args.checkpoint).parent / UNSEEN_FILE
+    if carved and not args.unseen and carved.is_file():
+        log.warning("%s: its pretraining kept the objects in %s out; without --unseen %s this probe fits and "
+                    "scores on objects the encoder trained on", args.checkpoint, carved, carved)
     if args.teacher_cache:
-        report = probe_teacher_cache(args.data, args.teacher_cache, test_cache=args.test_cache, seeds=args.seeds,
-                                     folds=args.folds)
+        report = probe_teacher_cache(args.data, args.teacher_cache, test_cache=args.test_cache, unseen=args.unseen,
+                                     seeds=args.seeds, folds=args.folds)
     else:
         report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
                                   preset=args.preset, seeds=args.seeds, folds=args.folds,
-                                  num_points=args.num_points, device=args.device, progress=not args.quiet)
+                                  num_points=args.num_points, device=args.device, unseen=args.unseen,
+                                  progress=not args.quiet)
     from .atomic import write_json
 
     write_json(Path(args.out), report)
     acc = report["accuracy"]
     print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
           f"over {len(acc['per_seed'])} seeds -> {args.out}")
+
+
+def run_unseen(args) -> None:
+    from .atomic import write_json
+    from .data import open_dataset
+    from .data.carve import carve_unseen
+
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an int >= 0, got {args.seed}")
+    record = carve_unseen(open_dataset(args.data, split="train"), args.fraction, args.seed, name="--fraction")
+    write_json(Path(args.out), record)
+    print(f"{record['num_unseen']} unseen objects of {record['dataset']['num_objects']} -> {args.out}")
 
 
 def _print_accuracy(report: dict, what: str, out: str) -> None:

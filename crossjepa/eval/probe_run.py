@@ -1,28 +1,53 @@
 """`crossjepa probe`: load (or randomly initialise) a model, probe its encoder on a dataset's splits.
 
 The protocol itself is `probe.probe_encoder`: per seed, C by k-fold CV on the TRAINING split only, accuracy on the
-test split; sources without a test split (e.g. the ModelNet10 training split alone) get nested CV.
+test split; sources without a test split (e.g. the ModelNet10 training split alone) get nested CV. With an
+unseen-objects file (`--unseen`, data/carve.py), the training split is split in two instead: C is chosen and the
+probe fitted on the objects outside the file, and scored once on the objects in it, which pretraining never saw.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import torch
 
 from .probe import probe_encoder
 
 
-def protocol(folds: int, seeds: int, has_test: bool) -> str:
+def protocol(folds: int, seeds: int, has_test: bool, unseen: dict | None = None) -> str:
+    if unseen:
+        return (f"linear SVM, C by {folds}-fold CV on the {unseen['train_objects']} training objects outside "
+                f"{unseen['file']} only, accuracy once on its {unseen['objects']} unseen objects (stratified "
+                f"{unseen['fraction']:g} of the train split, seed {unseen['seed']}, kept out of pretraining), "
+                f"{seeds} seeds")
     return (f"linear SVM, C by {folds}-fold CV on the train split only, "
             + ("test-split accuracy" if has_test else "nested CV accuracy (no test split)") + f", {seeds} seeds")
 
 
+def carve(dataset, path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(the other objects, the unseen objects, what the report records) of `dataset` under the unseen-objects
+    file `path`, checked against it."""
+    from ..data.carve import read_unseen
+
+    unseen, record = read_unseen(path, dataset)
+    rest = np.setdiff1d(np.arange(len(dataset)), unseen)
+    info = {"file": str(path), "fraction": record["fraction"], "seed": record["seed"], "objects": len(unseen),
+            "train_objects": len(rest)}
+    return rest, unseen, info
+
+
 def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, preset: str = "default",
-                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", progress: bool = True) -> dict:
-    """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits."""
+                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", unseen=None,
+                     progress: bool = True) -> dict:
+    """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits (`unseen`: an
+    unseen-objects file: fit on the other training objects, score on those)."""
     from ..data import open_dataset
     from ..models import build
     from ..train.checkpoint import load_pretrained
     from ..device import resolve_device
+    from .splits import dataset_labels, subset
 
     dev = resolve_device(device)
     if checkpoint:
@@ -35,35 +60,60 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
     else:
         raise ValueError("--checkpoint or --random-init: expected one of them")
     train_ds = open_dataset(data, split="train")
-    test_ds = open_test_split(data)
-    report = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), folds=folds,
+    carved = None
+    if unseen:
+        rest, held, carved = carve(train_ds, unseen)
+        labels = dataset_labels(train_ds)
+        train_set, test_set = subset(train_ds, labels, rest), subset(train_ds, labels, held)
+    else:
+        train_set, test_set = train_ds, open_test_split(data)
+    report = probe_encoder(model, train_set, test_set, seeds=tuple(range(seeds)), folds=folds,
                            num_points=num_points, progress=progress)
-    report.update({"protocol": protocol(folds, seeds, test_ds is not None), "encoder": source, "data": data,
-                   "train_objects": len(train_ds), "test_objects": None if test_ds is None else len(test_ds),
-                   "classes": getattr(train_ds, "classes", None)})
+    report.update({"protocol": protocol(folds, seeds, test_set is not None, carved), "encoder": source,
+                   "data": data, "train_objects": len(train_set),
+                   "test_objects": None if test_set is None else len(test_set),
+                   "classes": getattr(train_ds, "classes", None), "unseen": carved})
     return report
 
 
-def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None, seeds: int = 3,
+def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None, unseen=None, seeds: int = 3,
                         folds: int = 5) -> dict:
     """`crossjepa probe --teacher-cache`: the teacher ceiling, the same protocol on the teacher's own
-    view-averaged embeddings (`test_cache`: the test split's cache; without it, nested CV on train)."""
+    view-averaged embeddings (`test_cache`: the test split's cache; `unseen`: an unseen-objects file; without
+    either, nested CV on train)."""
     from ..data import open_dataset
     from ..teacher import open_cache
     from .probe import probe_teacher
     from .splits import dataset_labels
 
+    if test_cache and unseen:
+        raise ValueError("--test-cache: expected either it or --unseen, not both")
+
     def opened(path, split):
         dataset, teacher_cache = open_dataset(data, split=split), open_cache(path)
         teacher_cache.check_dataset(dataset)
-        return teacher_cache, dataset_labels(dataset)
+        return dataset, teacher_cache
 
-    train_cache, train_y = opened(cache, "train")
-    test = opened(test_cache, "test") if test_cache else (None, None)
-    report = probe_teacher(train_cache, train_y, *test, seeds=tuple(range(seeds)), folds=folds)
-    report.update({"protocol": protocol(folds, seeds, test_cache is not None), "encoder":
+    train_ds, train_cache = opened(cache, "train")
+    labels, carved, train_objects = dataset_labels(train_ds), None, len(train_ds)
+    if unseen:
+        rest, held, carved = carve(train_ds, unseen)
+        train_objects = len(rest)
+
+        def rows(ids):  # probe_teacher reads only the embeddings of the cache it is given
+            return SimpleNamespace(embeddings=np.asarray(train_cache.embeddings[ids]))
+
+        report = probe_teacher(rows(rest), labels[rest], rows(held), labels[held], seeds=tuple(range(seeds)),
+                               folds=folds)
+    else:
+        test = (None, None)
+        if test_cache:
+            test_ds, test_teacher_cache = opened(test_cache, "test")
+            test = (test_teacher_cache, dataset_labels(test_ds))
+        report = probe_teacher(train_cache, labels, *test, seeds=tuple(range(seeds)), folds=folds)
+    report.update({"protocol": protocol(folds, seeds, test_cache is not None, carved), "encoder":
                    f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
-                   "data": data, "train_objects": len(train_y)})
+                   "data": data, "train_objects": train_objects, "unseen": carved})
     return report
 
 

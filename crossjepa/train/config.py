@@ -75,6 +75,12 @@ class TrainConfig:
     heldout_fraction: float = setting(
         0.05, "objects kept out of training (seeded); after every epoch the model's R^2 on their cached views "
         "goes to heldout.jsonl beside that of a constant predictor; 0 trains on everything")
+    unseen_fraction: float = setting(
+        0.0, "keep a stratified (by label), seeded fraction F of the objects out of pretraining (out of its "
+        "batches and the held-out R^2), listed in OUT/unseen_objects.json for `probe --unseen`; 0 pretrains on "
+        "everything", metavar="F")
+    unseen_seed: int = setting(0, "seed of that carve, apart from --seed, so runs with other seeds keep the same "
+                               "unseen objects", metavar="S")
 
     def __post_init__(self) -> None:
         from ..models.config import PRESETS
@@ -92,6 +98,7 @@ class TrainConfig:
         check_int("num_points", self.num_points, 1, optional=True)
         check_int("num_workers", self.num_workers, 0, optional=True)
         check_int("seed", self.seed, 0)
+        check_int("unseen_seed", self.unseen_seed, 0)
         check_bool("augment", self.augment)
         check_choice("rotation", self.rotation, ROTATIONS)
         check_bool("amp", self.amp)
@@ -99,6 +106,7 @@ class TrainConfig:
         check_choice("loss", self.loss, LOSSES)
         check_choice("nonfinite", self.nonfinite, NONFINITE)
         check_number("heldout_fraction", self.heldout_fraction, 0, 0.5, hi_open=True)
+        check_number("unseen_fraction", self.unseen_fraction, 0, 0.5, hi_open=True)
         if not isinstance(self.optim, OptimConfig):
             raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

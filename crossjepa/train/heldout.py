@@ -1,6 +1,7 @@
 """How much of the teacher target the model explains on objects it never trained on.
 
-Pretraining keeps a seeded fraction of the objects out of its batches; after every epoch the model predicts
+Pretraining keeps a seeded fraction of the objects out of its batches (drawn from outside the unseen objects,
+data/carve.py, which neither training nor this score ever uses); after every epoch the model predicts
 every cached view of those objects (no augmentation) and we log, in the standardised target space the loss
 uses: R^2 (1 - residual / total sum of squares, pooled over dimensions), the mean cosine similarity, and the R^2
 of the constant predictor that always outputs the cache mean (0 in that space), the baseline a model must
@@ -40,12 +41,14 @@ class ObjectSubset(torch.utils.data.Dataset):
         return self.dataset[int(self.ids[i])]
 
 
-def split_heldout(num_objects: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train ids, held-out ids), both sorted; a seeded `fraction` of the objects is held out (at least one
-    when fraction > 0, never all)."""
-    count = min(num_objects - 1, max(1, round(fraction * num_objects))) if fraction > 0 else 0
-    held = np.sort(np.random.default_rng([seed, 7919]).permutation(num_objects)[:count])
-    return np.setdiff1d(np.arange(num_objects), held), held
+def split_heldout(num_objects: int, fraction: float, seed: int, unseen=()) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, held-out ids), both sorted and both outside `unseen` (the objects kept out of pretraining
+    altogether): a seeded `fraction` of the other objects is held out (at least one when fraction > 0, never
+    all). Without `unseen`, the same draw as before unseen objects existed."""
+    candidates = np.setdiff1d(np.arange(num_objects), np.asarray(unseen, dtype=np.int64))
+    count = min(len(candidates) - 1, max(1, round(fraction * len(candidates)))) if fraction > 0 else 0
+    held = np.sort(candidates[np.random.default_rng([seed, 7919]).permutation(len(candidates))[:count]])
+    return np.setdiff1d(candidates, held), held
 
 
 @torch.no_grad()

@@ -13,18 +13,20 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
+from ..data.carve import UNSEEN_FILE, carve_unseen
 from ..data.targets import CachedTargets
 from ..data.transforms import AugmentConfig, rotate_poses
 from ..kernels import dispatch_record
 from ..models import build
 from ..models.config import preset_config
 from ..teacher import open_cache
-from ..atomic import write_text
+from ..atomic import write_json, write_text
 from ..device import resolve_device
 from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                          save_weights, set_rng_state)
@@ -83,7 +85,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         log.info("model: %s", describe(model))
         write_text(out / "config.yaml", dump_yaml(cfg))
 
-    train_ids, heldout_ids = split_heldout(len(dataset), cfg.heldout_fraction, cfg.seed)
+    unseen = _unseen_objects(cfg, dataset, out, dist_info)
+    train_ids, heldout_ids = split_heldout(len(dataset), cfg.heldout_fraction, cfg.seed, unseen)
     if cfg.batch_size > len(train_ids):
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the training objects ({len(train_ids)})")
     # Each rank takes its share of every global batch; "index" numbers the training objects, and the targets
@@ -169,6 +172,22 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         log.info("final weights: %s", final)
     barrier(dist_info)
     return final
+
+
+def _unseen_objects(cfg: TrainConfig, dataset, out: Path, dist_info: DistInfo) -> np.ndarray:
+    """The objects pretraining never sees (none when unseen_fraction is 0); the main process lists them in
+    OUT/unseen_objects.json for `crossjepa probe --unseen`."""
+    path = out / UNSEEN_FILE
+    if not cfg.unseen_fraction:
+        if dist_info.is_main:
+            path.unlink(missing_ok=True)  # an earlier run's carve in this folder would no longer be true
+        return np.zeros(0, dtype=np.int64)
+    record = carve_unseen(dataset, cfg.unseen_fraction, cfg.unseen_seed)
+    if dist_info.is_main:
+        write_json(path, record)
+        log.info("%d unseen objects (stratified %g, seed %d) kept out of pretraining: %s", record["num_unseen"],
+                 cfg.unseen_fraction, cfg.unseen_seed, path)
+    return np.asarray(record["objects"], dtype=np.int64)
 
 
 def _nonfinite_message(stats, out: Path) -> str:
