@@ -291,12 +291,12 @@ void launch_global(const at::Tensor& pts, const at::Tensor& len, const at::Tenso
 }  // namespace
 
 at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start,
-                    int64_t num_samples) {
+                    int64_t num_samples, bool check_values) {
   TORCH_CHECK(points.is_cuda(), "fps_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
-  // Shapes, dtypes, devices, and lengths/start/num_samples values (one host sync): nothing below reads out of
-  // bounds once this passes.
-  crossjepa::check_fps_args(points, lengths, start, num_samples);
+  // Shapes, dtypes, devices, and lengths/start/num_samples values (one host sync, skipped when the caller
+  // vouches for them with check_values = false): nothing below reads out of bounds once this passes.
+  crossjepa::check_fps_args(points, lengths, start, num_samples, check_values);
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
   const at::Tensor st = start.contiguous();

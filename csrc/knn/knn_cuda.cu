@@ -319,12 +319,12 @@ void launch_sort(const at::Tensor& qs, const at::Tensor& pts, const at::Tensor& 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at::Tensor& points,
-                                            const at::Tensor& lengths, int64_t k) {
+                                            const at::Tensor& lengths, int64_t k, bool check_values) {
   TORCH_CHECK(points.is_cuda(), "knn_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
-  // Shapes, dtypes, devices, and lengths/k values (one host sync): nothing below reads out of bounds once
-  // this passes.
-  crossjepa::check_knn_args(queries, points, lengths, k);
+  // Shapes, dtypes, devices, and lengths/k values (one host sync, skipped when the caller vouches for them
+  // with check_values = false): nothing below reads out of bounds once this passes.
+  crossjepa::check_knn_args(queries, points, lengths, k, check_values);
   const at::Tensor qs = queries.contiguous();
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
