@@ -5,23 +5,82 @@
 - CUDA kernels are compiled when torch has CUDA and nvcc is found (CUDA_HOME), or when FORCE_CUDA=1.
   Architectures: TORCH_CUDA_ARCH_LIST (torch's convention, e.g. "8.0;9.0+PTX"), default "8.0;8.6;8.9;9.0+PTX";
   the flags and the parsing are in tools/build_flags.py, shared with CMakeLists.txt and the nvcc compile check.
-- A failed compile does not fail the install (the package falls back to the reference and warns once per op)
-  unless CROSSJEPA_STRICT_BUILD=1.
+- A failed compile does not fail the install unless CROSSJEPA_STRICT_BUILD=1: the package then runs its ops
+  on the torch reference. It is still loud: the reason (the compiler's first error line) ends the build output
+  in a banner, goes to the terminal directly when there is one (pip shows a successful build's output only
+  with -v), and is recorded in crossjepa/_build_failure.txt, which crossjepa quotes in its one warning.
 """
 
 import glob
 import importlib.util
 import os
+import re
+import subprocess
 import sys
+import threading
 
 from setuptools import setup
 from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError
 
 CUDA_SOURCES = ("csrc/fps/fps_cuda.cu", "csrc/knn/knn_cuda.cu", "csrc/group/group_cuda.cu")
+BUILD_FAILURE_NAME = "_build_failure.txt"  # inside the package; read by crossjepa/ops/dispatch.py
 
 
 def warn(message):
     print(f"crossjepa setup: WARNING: {message}", file=sys.stderr)
+
+
+class CapturedOutput:
+    """Copies everything written to file descriptors 1 and 2 meanwhile (by this process and by its children:
+    ninja and the compilers) to the original stdout as it comes, and keeps it, to quote the first error."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = (os.dup(1), os.dup(2))
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._chunks = []
+        self._pump = threading.Thread(target=self._copy, args=(read_end,), daemon=True)
+        self._pump.start()
+        return self
+
+    def _copy(self, read_end):
+        while chunk := os.read(read_end, 1 << 16):
+            self._chunks.append(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._saved[0], view):]
+        os.close(read_end)
+
+    def __exit__(self, *exc_info):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self._saved[0], 1)  # closes the pipe's last write ends: the pump sees the end
+        os.dup2(self._saved[1], 2)
+        self._pump.join()
+        for fd in self._saved:
+            os.close(fd)
+
+    def first_error(self):
+        """The first line that reads like a compiler or ninja error, or ""."""
+        lines = b"".join(self._chunks).decode(errors="replace").splitlines()
+        for pattern in (r"\b(error|fatal)\s*:", r"^FAILED:"):
+            for line in lines:
+                if re.search(pattern, line, re.IGNORECASE) and "Error compiling objects" not in line:
+                    return line.strip()
+        return ""
+
+
+def tell_terminal(message):
+    """Writes to the controlling terminal, if any: pip hides the output of a build that succeeds."""
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(message + "\n")
+    except OSError:  # no terminal (CI, a service), or no /dev/tty (Windows): the other channels remain
+        pass
 
 
 def load_build_flags():
@@ -67,15 +126,43 @@ def extension_setup():
 
     class OptionalBuildExtension(BuildExtension):
         def run(self):
-            try:
-                super().run()
-            except (CCompilerError, CompileError, ExecError, LinkError, RuntimeError, OSError) as exc:
-                if strict:
-                    raise
-                warn(
-                    f"compiling crossjepa._C failed ({exc}); the ops will run on the torch reference. "
-                    "Set CROSSJEPA_STRICT_BUILD=1 to make this an error."
-                )
+            # In place (build_ext --inplace, editable installs) the package is the source folder.
+            in_place = self.inplace or getattr(self, "editable_mode", False)
+            package_dir = "crossjepa" if in_place else os.path.join(self.build_lib, "crossjepa")
+            record = os.path.join(package_dir, BUILD_FAILURE_NAME)
+            with CapturedOutput() as output:
+                try:
+                    super().run()
+                # SubprocessError: torch's compiler checks run the compiler, and raise when it fails.
+                except (CCompilerError, CompileError, ExecError, LinkError, RuntimeError, OSError,
+                        subprocess.SubprocessError) as exc:
+                    error = exc
+                else:
+                    error = None
+            if error is None:
+                if os.path.exists(record):
+                    os.remove(record)
+                return
+            if strict:
+                raise error
+            reason = output.first_error() or str(error).splitlines()[0]
+            os.makedirs(package_dir, exist_ok=True)
+            with open(record, "w", encoding="utf-8") as f:
+                f.write(reason + "\n")
+            if in_place:  # an extension left from an earlier build no longer matches the sources
+                for ext in self.extensions:
+                    stale = self.get_ext_filename(ext.name)  # relative to the project folder, the cwd
+                    if os.path.exists(stale):
+                        os.remove(stale)
+            banner = "\n".join([
+                "=" * 100,
+                "crossjepa setup: WARNING: compiling crossjepa._C FAILED; the point ops will run on the slower torch",
+                f"reference. First error: {reason}",
+                "Set CROSSJEPA_STRICT_BUILD=1 (and pip -v) to stop on the error and see the whole compiler output.",
+                "=" * 100,
+            ])
+            print(banner, file=sys.stderr)
+            tell_terminal(banner)
 
     if sys.platform == "win32":
         cxx_flags = ["/O2", "/openmp", "/fp:precise"]

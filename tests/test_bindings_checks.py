@@ -1,5 +1,6 @@
 """Direct calls of crossjepa._C with bad arguments raise (ValueError/TypeError naming the argument) before any
-kernel runs; they never read out of bounds. crossjepa.ops validates first, so only direct callers see these."""
+kernel runs; they never read out of bounds. crossjepa.ops validates first, so only direct callers see these.
+check_values=False (what crossjepa.ops passes) skips only the checks of values, a host sync each on CUDA."""
 
 from __future__ import annotations
 
@@ -95,3 +96,47 @@ def test_shapes_dtypes_and_devices_are_checked(cloud):
         C.group_gather(points, queries, torch.zeros(B, M, 3, dtype=torch.int32, device=d))
     with pytest.raises(ValueError, match="idx"):
         C.group_gather(points, queries, torch.zeros(B, M + 1, 3, dtype=torch.int64, device=d))
+
+
+def test_check_values_false_skips_only_the_value_checks(cloud):
+    points, queries = cloud
+    d = points.device
+    lengths, start = _full(N, d), _full(0, d)
+    before = C.value_check_count()
+    idx = C.fps(points, lengths, start, M, check_values=False)
+    sq, nn = C.knn(queries, points, lengths, 3, check_values=False)
+    groups = C.group_gather(points, queries, nn, check_values=False)
+    assert C.value_check_count() == before
+    assert torch.equal(idx, C.fps(points, lengths, start, M))
+    assert all(torch.equal(a, b) for a, b in zip((sq, nn), C.knn(queries, points, lengths, 3)))
+    assert torch.equal(groups, C.group_gather(points, queries, nn))
+    assert C.value_check_count() == before + 3
+    # Shapes, dtypes, devices and the bounds that need no tensor values are still checked.
+    with pytest.raises(TypeError, match="lengths"):
+        C.fps(points, lengths.int(), start, M, check_values=False)
+    with pytest.raises(ValueError, match="num_samples"):
+        C.fps(points, lengths, start, N + 1, check_values=False)
+    with pytest.raises(ValueError, match="k must be"):
+        C.knn(queries, points, lengths, N + 1, check_values=False)
+    with pytest.raises(ValueError, match="idx"):
+        C.group_gather(points, queries, torch.zeros(B, M + 1, 3, dtype=torch.int64, device=d), check_values=False)
+    with pytest.raises(TypeError):  # keyword-only: a stray positional argument is not taken for it
+        C.fps(points, lengths, start, M, False)
+
+
+def test_check_values_false_makes_no_host_sync(cloud):
+    points, queries = cloud
+    if points.device.type != "cuda":
+        pytest.skip("a host sync exists only on CUDA")
+    d = points.device
+    lengths, start = _full(N, d), _full(0, d)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        C.fps(points, lengths, start, M, check_values=False)
+        _, nn = C.knn(queries, points, lengths, 3, check_values=False)
+        C.group_gather(points, queries, nn, check_values=False)
+        with pytest.raises(RuntimeError, match="synchroniz"):  # control: the value check does sync
+            C.fps(points, lengths, start, M)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -1,4 +1,5 @@
-"""Dispatch: which implementation runs, the reference fallback (one warning per op), the portable CPU paths."""
+"""Dispatch: which implementation runs, the reference fallback (one warning naming the reason), the portable
+CPU paths."""
 
 import os
 import subprocess
@@ -23,7 +24,7 @@ def test_backend_names():
         assert ops.backend(op, "cuda") == ("cuda" if dispatch._load_extension()[0].with_cuda() else "torch")
 
 
-def test_missing_extension_falls_back_with_one_warning_per_op(monkeypatch):
+def test_missing_extension_falls_back_with_one_warning(monkeypatch):
     monkeypatch.setattr(dispatch, "_extension_state", (None, "simulated: crossjepa._C is missing"))
     monkeypatch.setattr(dispatch, "_warned", set())
     points = torch.randn(2, 100, 3, generator=torch.Generator().manual_seed(31))
@@ -35,12 +36,22 @@ def test_missing_extension_falls_back_with_one_warning_per_op(monkeypatch):
             d, nn = ops.knn(points[:, :5], points, 4)
             nb, _ = ops.group(points, points[:, :5], 4)
     messages = [str(w.message) for w in caught if issubclass(w.category, ops.ReferenceFallbackWarning)]
-    assert len(messages) == 3, messages
-    for op, message in zip(("farthest_point_sample", "knn", "group"), messages):
-        assert op in message and "simulated: crossjepa._C is missing" in message
+    assert len(messages) == 1, messages
+    assert all(op in messages[0] for op in dispatch.OPS) and "simulated: crossjepa._C is missing" in messages[0]
     assert torch.equal(idx, ops.farthest_point_sample_reference(points, 8))
     assert torch.equal(nn, ops.knn_reference(points[:, :5], points, 4)[1])
     assert torch.equal(nb, ops.group_reference(points, points[:, :5], 4)[0])
+
+
+def test_missing_extension_reason_quotes_the_recorded_build_failure(monkeypatch, tmp_path):
+    record = tmp_path / "_build_failure.txt"
+    monkeypatch.setattr(dispatch, "BUILD_FAILURE_FILE", record)
+    missing = ImportError("cannot import name '_C'")
+    assert "could not be imported (cannot import name '_C')" in dispatch._missing_reason(missing)
+    record.write_text("csrc/utils/cpu.h:87:19: error: no member named 'notify_all'\n")
+    reason = dispatch._missing_reason(missing)
+    assert "failed at install time: csrc/utils/cpu.h:87:19: error: no member named 'notify_all'" in reason
+    assert "CROSSJEPA_STRICT_BUILD=1" in reason
 
 
 def test_import_without_the_extension():

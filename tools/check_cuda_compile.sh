@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Compile-only check of every CUDA source under csrc/ (no GPU needed): nvcc -c against the installed torch's
-# headers, with the flags and architectures setup.py builds with (both from tools/build_flags.py). Prints one
-# line per file and exits non-zero if any file fails (its compiler output is shown).
+# headers, with the flags and architectures setup.py builds with (both from tools/build_flags.py), under each
+# C++ standard torch's BuildExtension may use (-std=c++17 up to torch 2.12, c++20 from 2.13). Prints one line
+# per file and standard; exits non-zero if any fails (its compiler output is shown).
 # Env: NVCC, PYTHON, TORCH_CUDA_ARCH_LIST (as for the build, e.g. "8.0;9.0+PTX"; default: build_flags.py's),
-# CUDA_STD (default c++20, as torch's BuildExtension uses), JOBS (parallel nvcc processes, default: CPUs).
+# CUDA_STD (standards to check, default "c++17 c++20"), JOBS (parallel nvcc processes, default: CPUs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 PYTHON=${PYTHON:-python}
-STD=${CUDA_STD:-c++20}
+STDS=${CUDA_STD:-c++17 c++20}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 if [ ! -x "$NVCC" ] && ! command -v "$NVCC" >/dev/null 2>&1; then
@@ -28,7 +29,7 @@ fi
 mapfile -t NVCC_FLAGS <<<"$NVCC_FLAGS"
 mapfile -t GENCODE <<<"$GENCODE"
 
-FLAGS=(-c -std=$STD "${NVCC_FLAGS[@]}" "${GENCODE[@]}" -Xcompiler -fPIC -DWITH_CUDA -I csrc -I "$PY_INCLUDE")
+FLAGS=(-c "${NVCC_FLAGS[@]}" "${GENCODE[@]}" -Xcompiler -fPIC -DWITH_CUDA -I csrc -I "$PY_INCLUDE")
 for dir in $TORCH_INCLUDES; do
   FLAGS+=(-I "$dir")
   # A CPU-only torch wheel lacks this generated header (it only sets a Windows export macro); skip it there.
@@ -43,17 +44,22 @@ if [ "${#SOURCES[@]}" -eq 0 ]; then
   echo "check_cuda_compile: no .cu files under csrc/" >&2
   exit 1
 fi
+CHECKS=()
+for std in $STDS; do
+  for src in "${SOURCES[@]}"; do CHECKS+=("$std $src"); done
+done
 
 OBJ_DIR=$(mktemp -d)
 trap 'rm -rf "$OBJ_DIR"' EXIT
-compile() {  # $1 = source, $2 = slot name; writes the log, the exit status and the seconds taken
-  local start=$SECONDS
-  "$NVCC" "${FLAGS[@]}" "$1" -o "$OBJ_DIR/$2.o" >"$OBJ_DIR/$2.log" 2>&1
+compile() {  # $1 = "std source", $2 = slot name; writes the log, the exit status and the seconds taken
+  local start=$SECONDS std src
+  read -r std src <<<"$1"
+  "$NVCC" -std="$std" "${FLAGS[@]}" "$src" -o "$OBJ_DIR/$2.o" >"$OBJ_DIR/$2.log" 2>&1
   echo "$? $((SECONDS - start))" >"$OBJ_DIR/$2.status"
 }
 running=0
-for n in "${!SOURCES[@]}"; do
-  compile "${SOURCES[$n]}" "$n" &
+for n in "${!CHECKS[@]}"; do
+  compile "${CHECKS[$n]}" "$n" &
   running=$((running + 1))
   if [ "$running" -ge "$JOBS" ]; then
     wait -n
@@ -63,17 +69,18 @@ done
 wait
 
 failures=0
-for n in "${!SOURCES[@]}"; do
+for n in "${!CHECKS[@]}"; do
   read -r rc secs <"$OBJ_DIR/$n.status"
+  read -r std src <<<"${CHECKS[$n]}"
   if [ "$rc" -eq 0 ]; then
-    echo "OK    ${SOURCES[$n]} ($ARCH_LABEL, ${secs} s)"
+    echo "OK    $src (-std=$std, $ARCH_LABEL, ${secs} s)"
   else
-    echo "FAIL  ${SOURCES[$n]} ($ARCH_LABEL)"
+    echo "FAIL  $src (-std=$std, $ARCH_LABEL)"
     sed 's/^/      /' "$OBJ_DIR/$n.log"
     failures=$((failures + 1))
   fi
 done
 if [ "$failures" -ne 0 ]; then
-  echo "check_cuda_compile: $failures of ${#SOURCES[@]} files failed" >&2
+  echo "check_cuda_compile: $failures of ${#CHECKS[@]} compiles failed" >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 """Point-cloud ops: farthest-point sampling, k-nearest neighbours and grouping.
 
 Each op validates its input, then runs the compiled C++ (OpenMP) or CUDA kernel of ``crossjepa._C`` for the
-tensor's device, or the plain-torch reference (with one warning per op) when no kernel is available.
+tensor's device, or the plain-torch reference (with one warning naming the reason) when no kernel is available.
 """
 
 from crossjepa.ops.dispatch import ReferenceFallbackWarning, backend

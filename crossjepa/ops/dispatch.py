@@ -1,12 +1,15 @@
 """Which implementation runs an op: the compiled extension (CPU / CUDA kernels) or the torch reference.
 
 The extension is imported lazily, once. When it is missing, or has no kernel for the device, the op runs on
-the torch reference and says so with one warning per op (naming the op and the reason), never silently.
+the torch reference and says so, never silently: one warning per reason (so one in all when the extension is
+missing), naming it. A non-strict build that failed leaves its reason in BUILD_FAILURE_FILE (written by
+setup.py), which the warning quotes.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -17,8 +20,22 @@ class ReferenceFallbackWarning(RuntimeWarning):
     """An op runs on the (slower) torch reference because no compiled kernel is available."""
 
 
+# Beside crossjepa/__init__.py; the same name is written by setup.py.
+BUILD_FAILURE_FILE = Path(__file__).resolve().parent.parent / "_build_failure.txt"
+
 _extension_state: tuple | None = None  # (module or None, reason it is unavailable)
-_warned: set[str] = set()
+_warned: set[str] = set()  # reasons already warned about
+
+
+def _missing_reason(exc: Exception) -> str:
+    try:
+        failure = BUILD_FAILURE_FILE.read_text(encoding="utf-8").strip()
+    except OSError:  # no record: not built at all (e.g. torch missing at build time), or a broken install
+        failure = ""
+    if failure:
+        return (f"building the compiled extension crossjepa._C failed at install time: {failure} "
+                "(reinstall with CROSSJEPA_STRICT_BUILD=1 and -v to see the whole compiler output)")
+    return f"the compiled extension crossjepa._C could not be imported ({exc})"
 
 
 def _load_extension():
@@ -27,7 +44,7 @@ def _load_extension():
         try:
             from crossjepa import _C
         except (ImportError, OSError) as exc:
-            _extension_state = (None, f"the compiled extension crossjepa._C could not be imported ({exc})")
+            _extension_state = (None, _missing_reason(exc))
         else:
             _extension_state = (_C, "")
     return _extension_state
@@ -59,13 +76,14 @@ def backend(op_name: str, device) -> str:
 
 
 def extension_for(op_name: str, device: torch.device):
-    """The extension module to run ``op_name`` with, or None (after warning once) for the torch reference."""
+    """The extension module to run ``op_name`` with, or None for the torch reference (after warning, once per
+    reason)."""
     name, reason = _resolve(op_name, device)
     if name == "torch":
-        if op_name not in _warned:
-            _warned.add(op_name)
+        if reason not in _warned:
+            _warned.add(reason)
             warnings.warn(
-                f"crossjepa.ops.{op_name} runs on the slower torch reference: {reason}",
+                f"crossjepa's point ops ({', '.join(OPS)}) run on the slower torch reference: {reason}",
                 ReferenceFallbackWarning,
                 stacklevel=3,
             )

@@ -1,4 +1,8 @@
-"""Public point ops: validate, then run the compiled kernel for the device or the torch reference."""
+"""Public point ops: validate, then run the compiled kernel for the device or the torch reference.
+
+Every value a kernel indexes with is validated here (lengths, start, k, num_samples) or built here (default
+lengths, knn's indices fed to the gather), so the kernels are called with check_values=False: their own
+checks of those values would copy them to the host, a sync per op on CUDA, and find nothing new."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def farthest_point_sample(
     ext = extension_for("farthest_point_sample", points.device)
     if ext is None:
         return reference.fps_impl(points, lengths, start, num_samples)
-    return ext.fps(points, lengths, start, num_samples)
+    return ext.fps(points, lengths, start, num_samples, check_values=False)
 
 
 def _knn(queries, points, lengths, k, ext):
@@ -41,7 +45,7 @@ def _knn(queries, points, lengths, k, ext):
         )
     if ext is None:
         return reference.knn_impl(queries, points, lengths, k)
-    return tuple(ext.knn(queries, points, lengths, k))
+    return tuple(ext.knn(queries, points, lengths, k, check_values=False))
 
 
 def knn(queries, points, k, *, lengths=None, check_finite=True):
@@ -63,7 +67,7 @@ class _GroupGather(torch.autograd.Function):
     def forward(ctx, points, centers, idx, ext):
         ctx.save_for_backward(idx)
         ctx.num_points = points.shape[1]
-        return ext.group_gather(points.contiguous(), centers.contiguous(), idx)
+        return ext.group_gather(points.contiguous(), centers.contiguous(), idx, check_values=False)
 
     @staticmethod
     def backward(ctx, grad):

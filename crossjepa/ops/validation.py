@@ -98,7 +98,12 @@ def normalize_start(start_index, lengths: torch.Tensor, min_length: int, generat
         if start_index != "random":
             raise ValueError(f'start_index must be an int, a LongTensor (B,) or "random", got {start_index!r}')
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64).to(device)
+        u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
+        if u.device.type == "cpu" and device.type == "cuda":
+            # A blocking (or pageable) host-to-GPU copy waits for the GPU: a training step with
+            # fps_start="random" made one. From pinned memory it is queued; torch keeps the buffer until done.
+            u = u.pin_memory().to(device, non_blocking=True)
+        u = u.to(device)
         start = (u * lengths.to(torch.float64)).to(torch.int64)
         return torch.minimum(start, lengths - 1)
     if isinstance(start_index, torch.Tensor):

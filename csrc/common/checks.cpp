@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 
 namespace crossjepa {
 namespace {
@@ -24,9 +25,17 @@ void check_index_tensor(const char* op, const char* name, const at::Tensor& t, c
                     points.device(), "), got ", t.device());
 }
 
+std::atomic<int64_t> value_checks{0};
+
 // The reductions in one int64 tensor, copied to the host in one transfer (the one sync on CUDA).
 at::Tensor to_host(std::initializer_list<at::Tensor> reductions) {
   return at::stack(reductions).to(at::kCPU, at::kLong);
+}
+
+// Whether to run the value checks of this call (counted when run).
+bool run_value_checks(bool check_values) {
+  if (check_values) value_checks.fetch_add(1, std::memory_order_relaxed);
+  return check_values;
 }
 
 // lengths in [1, n] (from their min `low` and max `high`) and count (num_samples or k) <= min(lengths).
@@ -40,14 +49,14 @@ void check_lengths_values(const char* op, int64_t low, int64_t high, int64_t n, 
 }  // namespace
 
 void check_fps_args(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start,
-                    int64_t num_samples) {
+                    int64_t num_samples, bool check_values) {
   check_cloud("fps", "points", points);
   check_index_tensor("fps", "lengths", lengths, points);
   check_index_tensor("fps", "start", start, points);
   const int64_t n = points.size(1);
   TORCH_CHECK_VALUE(num_samples >= 1 && num_samples <= n, "fps: num_samples must be in [1, ", n,
                     "] (points per cloud), got ", num_samples);
-  if (points.size(0) == 0) return;
+  if (points.size(0) == 0 || !run_value_checks(check_values)) return;
   const at::Tensor v = to_host({lengths.min(), lengths.max(), start.min(), (start - lengths).max()});
   const int64_t* h = v.data_ptr<int64_t>();
   check_lengths_values("fps", h[0], h[1], n, "num_samples", num_samples);
@@ -55,7 +64,8 @@ void check_fps_args(const at::Tensor& points, const at::Tensor& lengths, const a
                     h[2], " and max(start - lengths) = ", h[3]);
 }
 
-void check_knn_args(const at::Tensor& queries, const at::Tensor& points, const at::Tensor& lengths, int64_t k) {
+void check_knn_args(const at::Tensor& queries, const at::Tensor& points, const at::Tensor& lengths, int64_t k,
+                    bool check_values) {
   check_cloud("knn", "points", points);
   check_cloud("knn", "queries", queries);
   TORCH_CHECK_VALUE(queries.size(0) == points.size(0), "knn: queries must have the batch size of points (",
@@ -67,13 +77,14 @@ void check_knn_args(const at::Tensor& queries, const at::Tensor& points, const a
   check_index_tensor("knn", "lengths", lengths, points);
   const int64_t n = points.size(1);
   TORCH_CHECK_VALUE(k >= 1 && k <= n, "knn: k must be in [1, ", n, "] (points per cloud), got ", k);
-  if (points.size(0) == 0) return;
+  if (points.size(0) == 0 || !run_value_checks(check_values)) return;
   const at::Tensor v = to_host({lengths.min(), lengths.max()});
   const int64_t* h = v.data_ptr<int64_t>();
   check_lengths_values("knn", h[0], h[1], n, "k", k);
 }
 
-void check_group_args(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx) {
+void check_group_args(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx,
+                      bool check_values) {
   check_cloud("group_gather", "points", points);
   check_cloud("group_gather", "centers", centers);
   TORCH_CHECK_VALUE(centers.size(0) == points.size(0), "group_gather: centers must have the batch size of points (",
@@ -87,7 +98,7 @@ void check_group_args(const at::Tensor& points, const at::Tensor& centers, const
                     idx.sizes());
   TORCH_CHECK_VALUE(centers.device() == points.device() && idx.device() == points.device(),
                     "group_gather: centers and idx must be on the points' device (", points.device(), ")");
-  if (idx.numel() == 0) return;
+  if (idx.numel() == 0 || !run_value_checks(check_values)) return;
   const int64_t n = points.size(1);
   int64_t h[2];
   if (idx.is_cpu()) {
@@ -106,5 +117,7 @@ void check_group_args(const at::Tensor& points, const at::Tensor& centers, const
   TORCH_CHECK_VALUE(h[0] >= 0 && h[1] < n, "group_gather: idx must be in [0, ", n, ") (points per cloud), got values in [",
                     h[0], ", ", h[1], "]");
 }
+
+int64_t value_check_count() { return value_checks.load(std::memory_order_relaxed); }
 
 }  // namespace crossjepa

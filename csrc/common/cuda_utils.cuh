@@ -4,13 +4,16 @@
 // plain CUDA toolkit used for the compile-only CI check may not have.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 
 #include <cuda_runtime.h>
 
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAMacros.h>
 #include <ATen/Dispatch.h>
 
 // float, half and bfloat16 only: the Python layer never passes float64, and every extra type is compile time.
@@ -32,7 +35,48 @@ inline int device_attribute(cudaDeviceAttr attr, int device) {
   return value;
 }
 
-// Kernel-path override for tests and benchmarks (e.g. CROSSJEPA_FPS_PATH=warp); empty when unset.
+inline void check_device_index(int device) {
+  TORCH_CHECK(device >= 0 && device < C10_COMPILE_TIME_MAX_GPUS, "crossjepa: CUDA device index ", device,
+              " out of range [0, ", C10_COMPILE_TIME_MAX_GPUS, ")");
+}
+
+// What the launch code needs to know of a device, queried once per device (thread-safe): the queries are
+// driver calls, which would otherwise cost host time on every op.
+struct DeviceLimits {
+  int sms = 0;                  // streaming multiprocessors
+  int64_t smem_optin = 0;       // bytes of shared memory a block may use once it opts in
+};
+
+inline const DeviceLimits& device_limits(int device) {
+  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> once;
+  static std::array<DeviceLimits, C10_COMPILE_TIME_MAX_GPUS> limits;
+  check_device_index(device);
+  std::call_once(once[device], [device] {
+    limits[device].sms = device_attribute(cudaDevAttrMultiProcessorCount, device);
+    limits[device].smem_optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  });
+  return limits[device];
+}
+
+// Lets Kernel launch on `device` (the current device) with as much dynamic shared memory as the device's
+// opt-in maximum leaves beside the kernel's static shared memory. Set once per kernel and device instead of
+// before every launch (a driver call each time).
+template <auto Kernel>
+void allow_max_dynamic_smem(int device) {
+  static std::array<std::once_flag, C10_COMPILE_TIME_MAX_GPUS> once;
+  check_device_index(device);
+  std::call_once(once[device], [device] {
+    cudaFuncAttributes attributes;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attributes, Kernel));
+    const int64_t dynamic = device_limits(device).smem_optin - static_cast<int64_t>(attributes.sharedSizeBytes);
+    C10_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(dynamic)));
+  });
+}
+
+// Kernel-path override for tests and benchmarks (e.g. CROSSJEPA_FPS_PATH=warp); empty when unset. Read on
+// every call, not cached: tools/sanitize_ops.py switches paths within one process, and a getenv is a scan of
+// the environment (no driver call).
 inline std::string path_override(const char* env_name) {
   const char* value = std::getenv(env_name);
   return value == nullptr ? std::string() : std::string(value);

@@ -208,8 +208,9 @@ void sample_cloud_parallel(const scalar_t* xyz, int32_t length, int32_t start, i
 
 }  // namespace
 
-at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start, int64_t num_samples) {
-  crossjepa::check_fps_args(points, lengths, start, num_samples);
+at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start, int64_t num_samples,
+                   bool check_values) {
+  crossjepa::check_fps_args(points, lengths, start, num_samples, check_values);
   TORCH_CHECK(points.is_cpu(), "fps_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t n = points.size(1);

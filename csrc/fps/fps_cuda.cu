@@ -257,7 +257,7 @@ void launch_warp(const at::Tensor& pts, const at::Tensor& len, const at::Tensor&
 
 template <typename scalar_t>
 void launch_block(const at::Tensor& pts, const at::Tensor& len, const at::Tensor& st, at::Tensor& out, int batch,
-                  int n, int m, cudaStream_t stream) {
+                  int n, int m, int device, cudaStream_t stream) {
   const size_t smem = static_cast<size_t>(3) * n * sizeof(float);
   const auto* p = pts.data_ptr<scalar_t>();
   const auto* l = len.data_ptr<int64_t>();
@@ -265,13 +265,11 @@ void launch_block(const at::Tensor& pts, const at::Tensor& len, const at::Tensor
   auto* o = out.data_ptr<int64_t>();
   if (n <= 4 * kMaxThreads) {
     const int threads = std::max(32, round_up_warp(ceil_div(n, 4)));
-    C10_CUDA_CHECK(cudaFuncSetAttribute(fps_block_kernel<scalar_t, 4>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    crossjepa::cuda::allow_max_dynamic_smem<fps_block_kernel<scalar_t, 4>>(device);
     fps_block_kernel<scalar_t, 4><<<batch, threads, smem, stream>>>(p, l, s, o, n, m);
   } else {
     const int threads = round_up_warp(ceil_div(n, 8));
-    C10_CUDA_CHECK(cudaFuncSetAttribute(fps_block_kernel<scalar_t, 8>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    crossjepa::cuda::allow_max_dynamic_smem<fps_block_kernel<scalar_t, 8>>(device);
     fps_block_kernel<scalar_t, 8><<<batch, threads, smem, stream>>>(p, l, s, o, n, m);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -291,12 +289,12 @@ void launch_global(const at::Tensor& pts, const at::Tensor& len, const at::Tenso
 }  // namespace
 
 at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start,
-                    int64_t num_samples) {
+                    int64_t num_samples, bool check_values) {
   TORCH_CHECK(points.is_cuda(), "fps_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
-  // Shapes, dtypes, devices, and lengths/start/num_samples values (one host sync): nothing below reads out of
-  // bounds once this passes.
-  crossjepa::check_fps_args(points, lengths, start, num_samples);
+  // Shapes, dtypes, devices, and lengths/start/num_samples values (one host sync, skipped when the caller
+  // vouches for them with check_values = false): nothing below reads out of bounds once this passes.
+  crossjepa::check_fps_args(points, lengths, start, num_samples, check_values);
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
   const at::Tensor st = start.contiguous();
@@ -310,8 +308,9 @@ at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const a
   }
 
   const int device = pts.get_device();
-  const int sms = crossjepa::cuda::device_attribute(cudaDevAttrMultiProcessorCount, device);
-  const int64_t smem_optin = crossjepa::cuda::device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  const crossjepa::cuda::DeviceLimits& limits = crossjepa::cuda::device_limits(device);
+  const int sms = limits.sms;
+  const int64_t smem_optin = limits.smem_optin;
   const bool block_fits = n <= kBlockPathMaxN && 3 * n * static_cast<int64_t>(sizeof(float)) + 512 <= smem_optin;
   std::string path = crossjepa::cuda::path_override("CROSSJEPA_FPS_PATH");
   if (path.empty()) {
@@ -339,7 +338,7 @@ at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const a
                                     if (path == "warp") {
                                       launch_warp<scalar_t>(pts, len, st, out, b, ni, m, sms, stream);
                                     } else if (path == "block") {
-                                      launch_block<scalar_t>(pts, len, st, out, b, ni, m, stream);
+                                      launch_block<scalar_t>(pts, len, st, out, b, ni, m, device, stream);
                                     } else {
                                       launch_global<scalar_t>(pts, len, st, out, b, ni, m, stream);
                                     }

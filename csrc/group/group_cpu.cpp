@@ -33,8 +33,9 @@ void gather(const scalar_t* points, const scalar_t* centers, const int64_t* idx,
 
 }  // namespace
 
-at::Tensor group_gather_cpu(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx) {
-  crossjepa::check_group_args(points, centers, idx);
+at::Tensor group_gather_cpu(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx,
+                            bool check_values) {
+  crossjepa::check_group_args(points, centers, idx, check_values);
   TORCH_CHECK(points.is_cpu(), "group_gather_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t n = points.size(1);

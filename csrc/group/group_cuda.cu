@@ -40,11 +40,13 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-at::Tensor group_gather_cuda(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx) {
+at::Tensor group_gather_cuda(const at::Tensor& points, const at::Tensor& centers, const at::Tensor& idx,
+                             bool check_values) {
   TORCH_CHECK(points.is_cuda(), "group_gather_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
-  // Shapes, dtypes, devices, and idx values in [0, N) (one host sync): no gather reads out of bounds.
-  crossjepa::check_group_args(points, centers, idx);
+  // Shapes, dtypes, devices, and idx values in [0, N) (one host sync, skipped when the caller vouches for
+  // them with check_values = false): no gather reads out of bounds.
+  crossjepa::check_group_args(points, centers, idx, check_values);
   const at::Tensor pts = points.contiguous();
   const at::Tensor ctr = centers.contiguous();
   const at::Tensor ix = idx.contiguous();

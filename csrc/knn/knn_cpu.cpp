@@ -314,8 +314,8 @@ void query(const float* x, const float* y, const float* z, int64_t length, const
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& queries, const at::Tensor& points,
-                                           const at::Tensor& lengths, int64_t k) {
-  crossjepa::check_knn_args(queries, points, lengths, k);
+                                           const at::Tensor& lengths, int64_t k, bool check_values) {
+  crossjepa::check_knn_args(queries, points, lengths, k, check_values);
   TORCH_CHECK(points.is_cpu(), "knn_cpu: points must be a CPU tensor, got ", points.device());
   const int64_t batch = points.size(0);
   const int64_t m = queries.size(1);

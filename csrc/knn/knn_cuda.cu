@@ -3,7 +3,8 @@
 //
 // Paths (CROSSJEPA_KNN_PATH=register|sort|select forces one, for tests and benchmarks):
 //   register k <= 32: one thread per query keeps a sorted top-K (K = k rounded up to a power of two) in
-//            registers while the block streams the cloud through shared memory in tiles.
+//            registers while the block streams the cloud through shared memory in tiles. A cloud's queries
+//            are split over several blocks (down to one warp each) until the grid has a block per SM.
 //   sort     k > 32, N <= 4096: one block per query sorts all (distance, index) keys in shared memory.
 //   select   k > 32, larger N: one block per query finds the k-th smallest key by radix selection (8 passes of
 //            8 bits), keeps the k keys at or below it and sorts those (in shared memory when k <= 4096,
@@ -262,10 +263,21 @@ __global__ void __launch_bounds__(kSortThreads)
   }
 }
 
+// Threads per block of the register path: up to kRegisterThreads queries of one cloud per block, fewer (down to
+// a warp) while that leaves SMs without a block, e.g. 64 clouds of 128 queries on a 132-SM GPU. Each query is
+// still scanned by one thread over the same points in the same order, so results do not depend on the split.
+int register_threads(int64_t batch, int64_t m, int sms) {
+  int threads = static_cast<int>(std::min<int64_t>(kRegisterThreads, ceil_div(m, 32) * 32));
+  while (threads > 32 && batch * ceil_div(m, threads) < sms) {
+    threads /= 2;
+  }
+  return threads;
+}
+
 template <typename scalar_t>
 void launch_register(const at::Tensor& qs, const at::Tensor& pts, const at::Tensor& len, at::Tensor& sq,
-                     at::Tensor& idx, int batch, int m, int n, int k, cudaStream_t stream) {
-  const int threads = static_cast<int>(std::min<int64_t>(kRegisterThreads, ceil_div(m, 32) * 32));
+                     at::Tensor& idx, int batch, int m, int n, int k, int sms, cudaStream_t stream) {
+  const int threads = register_threads(batch, m, sms);
   const int query_blocks = static_cast<int>(ceil_div(m, threads));
   const int64_t blocks = static_cast<int64_t>(batch) * query_blocks;
   TORCH_CHECK(blocks <= INT_MAX, "knn_cuda: too many queries for one launch (", blocks, " blocks)");
@@ -319,12 +331,12 @@ void launch_sort(const at::Tensor& qs, const at::Tensor& pts, const at::Tensor& 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at::Tensor& points,
-                                            const at::Tensor& lengths, int64_t k) {
+                                            const at::Tensor& lengths, int64_t k, bool check_values) {
   TORCH_CHECK(points.is_cuda(), "knn_cuda: points must be a CUDA tensor, got ", points.device());
   c10::cuda::CUDAGuard guard(points.device());
-  // Shapes, dtypes, devices, and lengths/k values (one host sync): nothing below reads out of bounds once
-  // this passes.
-  crossjepa::check_knn_args(queries, points, lengths, k);
+  // Shapes, dtypes, devices, and lengths/k values (one host sync, skipped when the caller vouches for them
+  // with check_values = false): nothing below reads out of bounds once this passes.
+  crossjepa::check_knn_args(queries, points, lengths, k, check_values);
   const at::Tensor qs = queries.contiguous();
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
@@ -348,7 +360,9 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at:
   TORCH_CHECK(path != "register" || k <= 32, "CROSSJEPA_KNN_PATH=register needs k <= 32, got ", k);
   TORCH_CHECK(path != "sort" || n <= kSortCap, "CROSSJEPA_KNN_PATH=sort needs N <= ", kSortCap, ", got ", n);
 
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(pts.get_device());
+  const int device = pts.get_device();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(device);
+  const int sms = crossjepa::cuda::device_limits(device).sms;
   const int b = static_cast<int>(batch);
   const int mi = static_cast<int>(m);
   const int ni = static_cast<int>(n);
@@ -356,7 +370,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& queries, const at:
   CROSSJEPA_DISPATCH_POINT_TYPES(pts.scalar_type(), "knn_cuda",
                                   [&] {
                                     if (path == "register") {
-                                      launch_register<scalar_t>(qs, pts, len, sq, idx, b, mi, ni, ki, stream);
+                                      launch_register<scalar_t>(qs, pts, len, sq, idx, b, mi, ni, ki, sms, stream);
                                     } else {
                                       launch_sort<scalar_t>(qs, pts, len, sq, idx, b, mi, ni, ki,
                                                             path == "select", stream);

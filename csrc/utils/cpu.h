@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "utils/atomic_word.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #else  // built without OpenMP: every parallel region runs on one thread
@@ -68,7 +70,7 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
 void parallel_for(int64_t n, int64_t grain, int threads, c10::function_ref<void(int64_t, int64_t)> body);
 
 // Barrier for `count` threads of one parallel region, for loops with a barrier per iteration. It spins
-// briefly (cheap when every thread has a core), then sleeps in the kernel (std::atomic::wait), so a waiting
+// briefly (cheap when every thread has a core), then sleeps in the kernel (AtomicWord::wait), so a waiting
 // thread hands its core to the teammate it waits for. (libgomp's barrier spins for milliseconds by default:
 // when other processes hold the cores every iteration stalls for a scheduler tick; FPS on one large cloud
 // ran ~40x slower with 2 threads than with 1 when another process held one of two cores.) arrive_and_wait() returns how many
@@ -104,7 +106,7 @@ class TeamBarrier {
   static constexpr int kSpins = 2000;
   std::atomic<int> arrived_{0};
   std::atomic<int> sleeps_{0};
-  std::atomic<uint32_t> generation_{0};
+  AtomicWord generation_{0};
   int published_sleeps_ = 0;  // written by the last arriver before it releases the generation
   const int count_;
 };

@@ -26,7 +26,7 @@ inline void pause() {
 }
 
 // Returns once `word` differs from `old`: spins briefly, then sleeps in the kernel (futex).
-inline uint32_t wait_change(const std::atomic<uint32_t>& word, uint32_t old) {
+inline uint32_t wait_change(const AtomicWord& word, uint32_t old) {
   for (int spin = 0; spin < kSpins; ++spin) {
     const uint32_t now = word.load(std::memory_order_acquire);
     if (now != old) return now;
@@ -106,8 +106,8 @@ class Pool {
 
   Job jobs_[2];
   std::atomic<uint64_t> claim_{0};
-  std::atomic<uint32_t> epoch_{0};
-  std::atomic<uint32_t> finished_{0};
+  AtomicWord epoch_{0};
+  AtomicWord finished_{0};
   int started_ = 0;  // worker threads started (guarded by mutex)
 };
 
