@@ -27,11 +27,12 @@ def _int_range(lo: Optional[int], hi: Optional[int]) -> str:
 
 
 def check_int(name: str, value, lo: Optional[int] = None, hi: Optional[int] = None, *,
-              optional: bool = False) -> Optional[int]:
-    """An int (numpy ints too, never a bool) in [lo, hi] (a bound left None is open); None too if optional."""
+              optional: bool = False, why: str = "") -> Optional[int]:
+    """An int (numpy ints too, never a bool) in [lo, hi] (a bound left None is open); None too if optional.
+    `why` says where a bound comes from (e.g. "points per cloud") and is shown after the range."""
     if optional and value is None:
         return None
-    what = _or_none(_int_range(lo, hi), optional)
+    what = _or_none(_int_range(lo, hi), optional) + (f" ({why})" if why else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from ..validate import check_number
+
 UNSEEN_FORMAT = "crossjepa-unseen-objects"
 UNSEEN_VERSION = 1
 UNSEEN_FILE = "unseen_objects.json"  # its name in a pretraining run's folder
@@ -47,8 +49,7 @@ def carve_unseen(dataset, fraction: float, seed: int, name: str = "unseen_fracti
     """The unseen-objects record of `dataset`: a stratified `fraction` of its objects drawn with `seed`.
     The one function behind both `crossjepa pretrain --unseen-fraction` and `crossjepa unseen`; `name` is the
     setting the fraction came from, for error messages."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"{name}: expected a number in (0, 1), got {fraction!r}")
+    check_number(name, fraction, 0, 1, lo_open=True, hi_open=True)
     try:
         labels = dataset_labels(dataset)
     except ValueError:

@@ -30,7 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .support import MAX_LEN, check_attention_args, interpreting, triton_supports
+from ..ops.argument_checks import check_attention_args
+from .triton_limits import MAX_LEN, interpreting, triton_supports
 
 MIN_BLOCK = 16  # tl.dot's smallest side
 # triton decides when a kernel is decorated whether it runs in the interpreter, so this is fixed at import.

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .support import HEAD_DIMS, check_attention_args, interpreting, triton_supports
+from ..ops.argument_checks import check_attention_args
+from .triton_limits import HEAD_DIMS, interpreting, triton_supports
 
 _MODES = ("auto", "triton", "sdpa")
 

@@ -10,7 +10,7 @@ import torch
 
 from crossjepa.ops import reference
 from crossjepa.ops.dispatch import extension_for
-from crossjepa.ops.validation import normalize_fps, normalize_group, normalize_knn
+from crossjepa.ops.argument_checks import normalize_fps, normalize_group, normalize_knn
 
 
 def farthest_point_sample(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from crossjepa.ops.validation import normalize_fps, normalize_group, normalize_knn
+from crossjepa.ops.argument_checks import normalize_fps, normalize_group, normalize_knn
 
 # Elements of the (B, chunk, N) distance block the kNN reference materialises at once.
 _KNN_BLOCK = 1 << 22

@@ -1,4 +1,4 @@
-"""Input checks shared by the point ops.
+"""Argument checks of every kernel: the point ops (FPS, kNN, group) and attention.
 
 Every check raises a ValueError/TypeError whose single-line message names the argument and what was
 expected, so that nothing malformed ever reaches a kernel (no segfaults, no errors from inside C++/CUDA).
@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 import torch
+
+from ..validate import check_int
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -53,16 +55,6 @@ def check_same_batch(name: str, value: torch.Tensor, ref_name: str, ref: torch.T
         raise TypeError(f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got {value.dtype}")
     if value.shape[0] != ref.shape[0]:
         raise ValueError(f"{name} must have the same batch size as {ref_name} ({ref.shape[0]}), got {value.shape[0]}")
-
-
-def check_int(name: str, value, low: int, high: int, what: str) -> int:
-    """An integer (not bool) in [low, high]; ``what`` says where ``high`` comes from."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {_type_name(value)}")
-    value = int(value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}] ({what}), got {value}")
-    return value
 
 
 def _check_index_tensor(name: str, value, batch: int) -> torch.Tensor:
@@ -113,7 +105,7 @@ def normalize_start(start_index, lengths: torch.Tensor, min_length: int, generat
         return start.contiguous()
     if isinstance(start_index, bool) or not isinstance(start_index, numbers.Integral):
         raise TypeError(f'start_index must be an int, a LongTensor (B,) or "random", got {_type_name(start_index)}')
-    start = check_int("start_index", start_index, 0, min_length - 1, "points in the smallest cloud")
+    start = check_int("start_index", start_index, 0, min_length - 1, why="points in the smallest cloud")
     return torch.full((batch,), start, dtype=torch.int64, device=device)
 
 
@@ -122,7 +114,7 @@ def normalize_fps(points, num_samples, start_index, lengths, generator, check_fi
     check_cloud("points", points)
     what = "points per cloud" if lengths is None else "points in the smallest cloud"
     lengths, min_length = normalize_lengths(lengths, points)
-    num_samples = check_int("num_samples", num_samples, 1, min_length, what)
+    num_samples = check_int("num_samples", num_samples, 1, min_length, why=what)
     start = normalize_start(start_index, lengths, min_length, generator)
     if check_finite_values:
         check_finite("points", points)
@@ -144,7 +136,7 @@ def normalize_knn(queries, points, k, lengths, check_finite_values: bool):
     _check_query_cloud("queries", queries, points)
     what = "points per cloud" if lengths is None else "points in the smallest cloud"
     lengths, min_length = normalize_lengths(lengths, points)
-    k = check_int("k", k, 1, min_length, what)
+    k = check_int("k", k, 1, min_length, why=what)
     if check_finite_values:
         check_finite("queries", queries)
         check_finite("points", points)
@@ -154,8 +146,31 @@ def normalize_knn(queries, points, k, lengths, check_finite_values: bool):
 def normalize_group(points, centers, k, check_finite_values: bool):
     """Validated (points, centers, k) for grouping; the tensors keep their autograd history."""
     _check_query_cloud("centers", centers, points)
-    k = check_int("k", k, 1, points.shape[1], "points per cloud")
+    k = check_int("k", k, 1, points.shape[1], why="points per cloud")
     if check_finite_values:
         check_finite("centers", centers)
         check_finite("points", points)
     return points, centers, k
+
+
+def check_attention_args(q, k, v, key_padding_mask=None):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name}: expected shape (B, H, L, d), got {tuple(t.shape)}")
+        if not t.is_floating_point() or t.dtype != q.dtype:
+            raise TypeError(f"{name}: expected a floating tensor of q's dtype {q.dtype}, got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name}: expected a tensor on q's device {q.device}, got {t.device}")
+    if v.shape != k.shape:
+        raise ValueError(f"v: expected k's shape {tuple(k.shape)}, got {tuple(v.shape)}")
+    if k.shape[:2] != q.shape[:2] or k.shape[3] != q.shape[3]:
+        raise ValueError(f"k: expected shape ({q.shape[0]}, {q.shape[1]}, Lk, {q.shape[3]}), got {tuple(k.shape)}")
+    if key_padding_mask is not None:
+        if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
+            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
+            raise TypeError(f"key_padding_mask: expected a bool tensor, got {got}")
+        if key_padding_mask.shape != (k.shape[0], k.shape[2]) or key_padding_mask.device != q.device:
+            raise ValueError(f"key_padding_mask: expected shape ({k.shape[0]}, {k.shape[2]}) on {q.device}, "
+                             f"got {tuple(key_padding_mask.shape)} on {key_padding_mask.device}")
