@@ -11,13 +11,14 @@ import torch
 from .probe import probe_encoder
 
 
-def protocol(folds: int, seeds: int, has_test: bool) -> str:
-    return (f"linear SVM, C by {folds}-fold CV on the train split only, "
+def protocol(folds: int, seeds: int, has_test: bool, solver: str = "fast") -> str:
+    return (f"linear SVM ({solver} solver), C by {folds}-fold CV on the train split only, "
             + ("test-split accuracy" if has_test else "nested CV accuracy (no test split)") + f", {seeds} seeds")
 
 
 def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, preset: str = "default",
-                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", progress: bool = True) -> dict:
+                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", progress: bool = True,
+                     solver: str = "fast") -> dict:
     """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits."""
     from ..data import open_dataset
     from ..models import build
@@ -37,18 +38,19 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
     train_ds = open_dataset(data, split="train")
     test_ds = open_test_split(data)
     report = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), folds=folds,
-                           num_points=num_points, progress=progress)
-    report.update({"protocol": protocol(folds, seeds, test_ds is not None), "encoder": source, "data": data,
+                           num_points=num_points, progress=progress, solver=solver)
+    report.update({"protocol": protocol(folds, seeds, test_ds is not None, solver), "encoder": source, "data": data,
                    "train_objects": len(train_ds), "test_objects": None if test_ds is None else len(test_ds),
                    "classes": getattr(train_ds, "classes", None)})
     return report
 
 
 def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None, seeds: int = 3,
-                        folds: int = 5) -> dict:
+                        folds: int = 5, solver: str = "fast", device="auto") -> dict:
     """`crossjepa probe --teacher-cache`: the teacher ceiling, the same protocol on the teacher's own
     view-averaged embeddings (`test_cache`: the test split's cache; without it, nested CV on train)."""
     from ..data import open_dataset
+    from ..device import resolve_device
     from ..teacher import open_cache
     from .probe import probe_teacher
     from .splits import dataset_labels
@@ -60,8 +62,9 @@ def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None,
 
     train_cache, train_y = opened(cache, "train")
     test = opened(test_cache, "test") if test_cache else (None, None)
-    report = probe_teacher(train_cache, train_y, *test, seeds=tuple(range(seeds)), folds=folds)
-    report.update({"protocol": protocol(folds, seeds, test_cache is not None), "encoder":
+    report = probe_teacher(train_cache, train_y, *test, seeds=tuple(range(seeds)), folds=folds, solver=solver,
+                           device=resolve_device(device))
+    report.update({"protocol": protocol(folds, seeds, test_cache is not None, solver), "encoder":
                    f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
                    "data": data, "train_objects": len(train_y)})
     return report
