@@ -65,6 +65,9 @@ def _add_probe(sub) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
     p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--solver", choices=["fast", "sklearn"], default="fast",
+                   help="fast: batched torch solver on --device (default); sklearn: liblinear, to check a number "
+                        "(the same objective, LinearSVC's primal)")
 
 
 def _add_unseen(sub) -> None:
@@ -120,7 +123,9 @@ def build_parser(config_flags_for=tuple(CONFIG_COMMANDS)) -> argparse.ArgumentPa
     d = sub.add_parser("demo", help="offline end-to-end run on synthetic data (~minutes on a CPU)")
     d.add_argument("--out", default="demo_out", help="output directory")
     d.add_argument("--objects", type=int, default=600, help="synthetic training objects")
+    d.add_argument("--test-objects", type=int, default=400, help="synthetic test objects")
     d.add_argument("--steps", type=int, default=1200, help="pretraining steps")
+    d.add_argument("--seeds", type=int, default=3, help="probe seeds (mean +- std)")
     d.add_argument("--device", default="auto")
 
     r = sub.add_parser("render", help="write a PNG grid of rendered views for a few objects")

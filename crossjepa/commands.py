@@ -13,7 +13,7 @@ def run_demo(args) -> None:
     from .demo import run_demo as demo
 
     demo(Path(args.out), num_objects=args.objects, steps=args.steps, device=args.device,
-         progress=not args.quiet)
+         progress=not args.quiet, seeds=args.seeds, test_objects=args.test_objects)
 
 
 def run_render(args) -> None:
@@ -88,12 +88,12 @@ def run_probe(args) -> None:
                     "scores on objects the encoder trained on", args.checkpoint, carved, carved)
     if args.teacher_cache:
         report = probe_teacher_cache(args.data, args.teacher_cache, test_cache=args.test_cache, unseen=args.unseen,
-                                     seeds=args.seeds, folds=args.folds)
+                                     seeds=args.seeds, folds=args.folds, solver=args.solver, device=args.device)
     else:
         report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
                                   preset=args.preset, seeds=args.seeds, folds=args.folds,
                                   num_points=args.num_points, device=args.device, unseen=args.unseen,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, solver=args.solver)
     from .atomic import write_json
 
     write_json(Path(args.out), report)

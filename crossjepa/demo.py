@@ -39,7 +39,8 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     from .train.pretrain import pretrain
 
     if num_objects < 50 or steps < 1 or test_objects < 12:
-        raise ValueError("--objects: expected at least 50; --steps: expected at least 1; test objects: at least 12")
+        raise ValueError(f"--objects, --steps, --test-objects: expected at least 50, 1 and 12, got {num_objects}, "
+                         f"{steps} and {test_objects}")
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -70,14 +71,20 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     random_init = build(config=pretrained.config).to(dev)
     probe = {}
     for name, model in (("pretrained", pretrained), ("random_init", random_init)):
+        start = time.perf_counter()
         probe[name] = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), progress=progress)
+        timings[f"probe_{name}_s"] = time.perf_counter() - start
+    start = time.perf_counter()
     probe["teacher"] = probe_teacher(open_cache(caches["train"]), dataset_labels(train_ds),
-                                     open_cache(caches["test"]), dataset_labels(test_ds), seeds=tuple(range(seeds)))
+                                     open_cache(caches["test"]), dataset_labels(test_ds), seeds=tuple(range(seeds)),
+                                     device=dev)
+    timings["probe_teacher_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - t0
 
     report = {
         "probe": {name: {"mean": r["accuracy"]["mean"], "std": r["accuracy"]["std"],
-                         "per_seed": r["accuracy"]["per_seed"], "C": r.get("C")} for name, r in probe.items()},
+                         "per_seed": r["accuracy"]["per_seed"], "C": r.get("C"), "converged": r["converged"]}
+                  for name, r in probe.items()},
         "margin_points": 100 * (probe["pretrained"]["accuracy"]["mean"] - probe["random_init"]["accuracy"]["mean"]),
         "protocol": protocol(5, seeds, has_test=True),
         "data": {"train": spec, "test_objects": len(test_ds), "classes": train_ds.classes},

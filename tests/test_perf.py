@@ -79,7 +79,7 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
             "date", "threading_env"} <= set(env)
     assert env["threading_env"]["GOMP_SPINCOUNT"] == "12345" and set(env["git"]) == {"commit", "dirty"}
     rows = result["rows"]
-    assert {r["suite"] for r in rows} == {"ops", "attention", "loaders", "train", "cache"}
+    assert {r["suite"] for r in rows} == {"ops", "attention", "loaders", "train", "cache", "probe"}
     assert all(set(r) == ROW_KEYS and r["load"] == 0 for r in rows)
     ops_rows = [r for r in rows if r["suite"] == "ops"]
     assert {(r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in ops_rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SUITES = ("ops", "attention", "loaders", "train", "cache")
+SUITES = ("ops", "attention", "loaders", "train", "cache", "probe")
 
 
 def add_bench_parser(sub) -> None:

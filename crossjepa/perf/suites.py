@@ -32,6 +32,7 @@ from . import references as refs
 from .case import Case, Settings, first_line, returning, threads
 from .inputs import ball_clouds
 from .suite_ops import attention_cases, ops_cases
+from .suite_probe import probe_cases
 from .timing import Timing, measure
 
 
@@ -267,7 +268,7 @@ def cache_cases(s: Settings) -> Iterator[Case]:
 
 SUITES: dict[str, Callable[[Settings], Iterator[Case]]] = {
     "ops": ops_cases, "attention": attention_cases, "loaders": loader_cases, "train": train_cases,
-    "cache": cache_cases}
+    "cache": cache_cases, "probe": probe_cases}
 
 
 # ------------------------------------------------------------------------------------------- runner
