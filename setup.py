@@ -52,7 +52,7 @@ class CapturedOutput:
             self._chunks.append(chunk)
             view = memoryview(chunk)
             while view:
-                view = view[os.write(self._saved[0], view):]
+                view = view[os.write(self._saved[0], view) :]
         os.close(read_end)
 
     def __exit__(self, *exc_info):
@@ -134,8 +134,15 @@ def extension_setup():
                 try:
                     super().run()
                 # SubprocessError: torch's compiler checks run the compiler, and raise when it fails.
-                except (CCompilerError, CompileError, ExecError, LinkError, RuntimeError, OSError,
-                        subprocess.SubprocessError) as exc:
+                except (
+                    CCompilerError,
+                    CompileError,
+                    ExecError,
+                    LinkError,
+                    RuntimeError,
+                    OSError,
+                    subprocess.SubprocessError,
+                ) as exc:
                     error = exc
                 else:
                     error = None
@@ -154,13 +161,15 @@ def extension_setup():
                     stale = self.get_ext_filename(ext.name)  # relative to the project folder, the cwd
                     if os.path.exists(stale):
                         os.remove(stale)
-            banner = "\n".join([
-                "=" * 100,
-                "crossjepa setup: WARNING: compiling crossjepa._C FAILED; the point ops will run on the slower torch",
-                f"reference. First error: {reason}",
-                "Set CROSSJEPA_STRICT_BUILD=1 (and pip -v) to stop on the error and see the whole compiler output.",
-                "=" * 100,
-            ])
+            banner = "\n".join(
+                [
+                    "=" * 100,
+                    "crossjepa setup: WARNING: compiling crossjepa._C FAILED; the point ops will run on the slower "
+                    f"torch reference. First error: {reason}",
+                    "Set CROSSJEPA_STRICT_BUILD=1 (and pip -v) to stop on the error and see the whole compiler output.",
+                    "=" * 100,
+                ]
+            )
             print(banner, file=sys.stderr)
             tell_terminal(banner)
 

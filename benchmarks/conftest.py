@@ -63,6 +63,7 @@ def bench(benchmark, request):
         def call():
             fn()
             sync(s.device)
+
         if benchmark.disabled:  # --benchmark-disable: pytest-benchmark calls it once, untimed; the row times that
             return measure(lambda: benchmark.pedantic(call), s.device, warmup=0, repeats=1)
         with PeakMemory(s.device) as peak:
@@ -77,6 +78,7 @@ def bench(benchmark, request):
             pytest.skip(row["note"] or "not measured")
         assert row["agrees"] is not False, f"{case.impl} disagrees with {case.references[0]}"
         return row
+
     return run
 
 

@@ -20,13 +20,24 @@ class _Parser(argparse.ArgumentParser):
 # imported only for the command being run (eval's import torch), so that `crossjepa --help` stays instant.
 # command: (module, config class, what it does, a --set example)
 CONFIG_COMMANDS = {
-    "pretrain": ("crossjepa.train.config", "TrainConfig", "pretrain a point encoder against a teacher cache",
-                 "optim.weight_decay=0.1"),
-    "finetune": ("crossjepa.eval.finetune_config", "FinetuneConfig",
-                 "fine-tune encoder + head (epoch chosen on a validation part of train)",
-                 "train.optim.layer_decay=0.75"),
-    "fewshot": ("crossjepa.eval.finetune_config", "FewshotConfig",
-                "N-way K-shot episodes (fold files or drawn), mean +- std over folds", "train.optim.layer_decay=0.75"),
+    "pretrain": (
+        "crossjepa.train.config",
+        "TrainConfig",
+        "pretrain a point encoder against a teacher cache",
+        "optim.weight_decay=0.1",
+    ),
+    "finetune": (
+        "crossjepa.eval.finetune_config",
+        "FinetuneConfig",
+        "fine-tune encoder + head (epoch chosen on a validation part of train)",
+        "train.optim.layer_decay=0.75",
+    ),
+    "fewshot": (
+        "crossjepa.eval.finetune_config",
+        "FewshotConfig",
+        "N-way K-shot episodes (fold files or drawn), mean +- std over folds",
+        "train.optim.layer_decay=0.75",
+    ),
 }
 
 
@@ -43,8 +54,13 @@ def _add_config_command(sub, command: str, with_flags: bool) -> None:
 
         add_config_flags(p, config_class(command)())
     p.add_argument("--config", help="YAML file with the command's config fields (the flags given override it)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override any config field, e.g. --set {example} (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override any config field, e.g. --set {example} (repeatable)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
 
@@ -54,25 +70,40 @@ def _add_probe(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="model.safetensors written by pretrain")
     src.add_argument("--random-init", action="store_true", help="a random-init encoder (the baseline)")
-    src.add_argument("--teacher-cache", metavar="DIR", help="the teacher ceiling: probe the teacher's own "
-                     "view-averaged embeddings from this cache (built from --data)")
+    src.add_argument(
+        "--teacher-cache",
+        metavar="DIR",
+        help="the teacher ceiling: probe the teacher's own "
+        "view-averaged embeddings from this cache (built from --data)",
+    )
     p.add_argument("--test-cache", metavar="DIR", help="with --teacher-cache: the test split's cache")
-    p.add_argument("--unseen", metavar="FILE", help="unseen_objects.json (from pretrain --unseen-fraction or "
-                   "crossjepa unseen): choose C and fit on the other training objects, score once on these")
+    p.add_argument(
+        "--unseen",
+        metavar="FILE",
+        help="unseen_objects.json (from pretrain --unseen-fraction or "
+        "crossjepa unseen): choose C and fit on the other training objects, score once on these",
+    )
     p.add_argument("--preset", default="default", help="model preset for --random-init")
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (mean +- std)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
     p.add_argument("--num-points", type=int, help="points per cloud (default: the model's)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--solver", choices=["fast", "sklearn"], default="fast",
-                   help="fast: batched torch solver on --device (default); sklearn: liblinear, to check a number "
-                        "(the same objective, LinearSVC's primal)")
+    p.add_argument(
+        "--solver",
+        choices=["fast", "sklearn"],
+        default="fast",
+        help="fast: batched torch solver on --device (default); sklearn: liblinear, to check a number "
+        "(the same objective, LinearSVC's primal)",
+    )
 
 
 def _add_unseen(sub) -> None:
-    p = sub.add_parser("unseen", help="carve unseen objects without pretraining (the file pretrain "
-                       "--unseen-fraction writes), for probe --unseen")
+    p = sub.add_parser(
+        "unseen",
+        help="carve unseen objects without pretraining (the file pretrain "
+        "--unseen-fraction writes), for probe --unseen",
+    )
     p.add_argument("--data", required=True, help="dataset spec: a path or synthetic:N")
     p.add_argument("--out", required=True, help="output JSON file (unseen_objects.json)")
     p.add_argument("--fraction", type=float, default=0.2, help="stratified fraction of the objects (0.2)")
@@ -97,8 +128,11 @@ def _add_cache(sub) -> None:
     p.add_argument("--data", help="dataset spec: a path or synthetic:N")
     p.add_argument("--out", help="cache directory to build")
     p.add_argument("--verify", metavar="DIR", help="recompute the checksums of a finished cache")
-    p.add_argument("--teacher", help="timm model name (default: tf_efficientnet_lite0, ImageNet weights "
-                   "installed offline by pip; e.g. vit_base_patch14_dinov2 with --teacher-weights)")
+    p.add_argument(
+        "--teacher",
+        help="timm model name (default: tf_efficientnet_lite0, ImageNet weights "
+        "installed offline by pip; e.g. vit_base_patch14_dinov2 with --teacher-weights)",
+    )
     w = p.add_mutually_exclusive_group()
     w.add_argument("--teacher-weights", help="local .safetensors/.pth weights for the teacher")
     w.add_argument("--teacher-random-init", action="store_true", help="random teacher (tests, offline demo only)")
@@ -134,8 +168,12 @@ def build_parser(config_flags_for=tuple(CONFIG_COMMANDS)) -> argparse.ArgumentPa
     r.add_argument("--objects", type=int, default=6)
     r.add_argument("--views", type=int, default=6)
     r.add_argument("--image-size", type=int, default=224)
-    r.add_argument("--num-points", type=int, default=2048,
-                   help="points per object: larger clouds are subsampled, smaller ones repeated")
+    r.add_argument(
+        "--num-points",
+        type=int,
+        default=2048,
+        help="points per object: larger clouds are subsampled, smaller ones repeated",
+    )
 
     _add_cache(sub)
     _add_config_command(sub, "pretrain", "pretrain" in config_flags_for)
@@ -163,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)  # global options take no value
     parser = build_parser(config_flags_for=(command,) if command in CONFIG_COMMANDS else ())
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from . import commands
 
     handler = getattr(commands, f"run_{args.command}")
@@ -177,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        kind = "" if isinstance(err, (ValueError, TypeError, FileNotFoundError)) else \
-            f"{type(err).__name__}: "
+        kind = "" if isinstance(err, (ValueError, TypeError, FileNotFoundError)) else f"{type(err).__name__}: "
         print(f"crossjepa {args.command}: error: {kind}{message}", file=sys.stderr)
         return 2
     return 0

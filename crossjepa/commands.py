@@ -12,8 +12,15 @@ log = logging.getLogger("crossjepa")
 def run_demo(args) -> None:
     from .demo import run_demo as demo
 
-    demo(Path(args.out), num_objects=args.objects, steps=args.steps, device=args.device,
-         progress=not args.quiet, seeds=args.seeds, test_objects=args.test_objects)
+    demo(
+        Path(args.out),
+        num_objects=args.objects,
+        steps=args.steps,
+        device=args.device,
+        progress=not args.quiet,
+        seeds=args.seeds,
+        test_objects=args.test_objects,
+    )
 
 
 def run_render(args) -> None:
@@ -26,8 +33,9 @@ def run_render(args) -> None:
         raise ValueError("--objects/--views: expected positive numbers")
     ds = open_dataset(args.data, split="train", num_points=args.num_points)
     items = [ds[i] for i in range(min(args.objects, len(ds)))]
-    views = render_points(torch.stack([it["points"] for it in items]), sphere_poses(args.views),
-                          image_size=args.image_size)
+    views = render_points(
+        torch.stack([it["points"] for it in items]), sphere_poses(args.views), image_size=args.image_size
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = ds.classes
@@ -51,16 +59,30 @@ def run_cache(args) -> None:
     device = resolve_device(args.device)
     dataset = open_dataset(args.data, split="train", num_points=args.num_points)
     size = {"image_size": args.image_size} if args.image_size else {}  # default: load_teacher's (224)
-    teacher = load_teacher(args.teacher or DEFAULT_TEACHER, weights=args.teacher_weights,
-                           random_init=args.teacher_random_init, pooling=args.pooling, device=device, **size)
+    teacher = load_teacher(
+        args.teacher or DEFAULT_TEACHER,
+        weights=args.teacher_weights,
+        random_init=args.teacher_random_init,
+        pooling=args.pooling,
+        device=device,
+        **size,
+    )
     view_source = None
     if args.views_dir:
         from .data.views_on_disk import ViewsOnDisk
 
         view_source = ViewsOnDisk(args.views_dir, dataset, image_size=teacher.image_size)
-    path = build_cache(dataset, args.out, teacher, num_views=args.views, view_source=view_source,
-                       batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.quiet)
+    path = build_cache(
+        dataset,
+        args.out,
+        teacher,
+        num_views=args.views,
+        view_source=view_source,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     print(f"cache ready: {path}")
 
 
@@ -84,22 +106,46 @@ def run_probe(args) -> None:
         raise ValueError("--test-cache: expected only together with --teacher-cache")
     carved = args.checkpoint and Path(args.checkpoint).parent / UNSEEN_FILE
     if carved and not args.unseen and carved.is_file():
-        log.warning("%s: its pretraining kept the objects in %s out; without --unseen %s this probe fits and "
-                    "scores on objects the encoder trained on", args.checkpoint, carved, carved)
+        log.warning(
+            "%s: its pretraining kept the objects in %s out; without --unseen %s this probe fits and "
+            "scores on objects the encoder trained on",
+            args.checkpoint,
+            carved,
+            carved,
+        )
     if args.teacher_cache:
-        report = probe_teacher_cache(args.data, args.teacher_cache, test_cache=args.test_cache, unseen=args.unseen,
-                                     seeds=args.seeds, folds=args.folds, solver=args.solver, device=args.device)
+        report = probe_teacher_cache(
+            args.data,
+            args.teacher_cache,
+            test_cache=args.test_cache,
+            unseen=args.unseen,
+            seeds=args.seeds,
+            folds=args.folds,
+            solver=args.solver,
+            device=args.device,
+        )
     else:
-        report = probe_checkpoint(args.data, checkpoint=args.checkpoint, random_init=args.random_init,
-                                  preset=args.preset, seeds=args.seeds, folds=args.folds,
-                                  num_points=args.num_points, device=args.device, unseen=args.unseen,
-                                  progress=not args.quiet, solver=args.solver)
+        report = probe_checkpoint(
+            args.data,
+            checkpoint=args.checkpoint,
+            random_init=args.random_init,
+            preset=args.preset,
+            seeds=args.seeds,
+            folds=args.folds,
+            num_points=args.num_points,
+            device=args.device,
+            unseen=args.unseen,
+            progress=not args.quiet,
+            solver=args.solver,
+        )
     from .atomic import write_json
 
     write_json(Path(args.out), report)
     acc = report["accuracy"]
-    print(f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
-          f"over {len(acc['per_seed'])} seeds -> {args.out}")
+    print(
+        f"{report['protocol']}: accuracy {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+        f"over {len(acc['per_seed'])} seeds -> {args.out}"
+    )
 
 
 def run_unseen(args) -> None:
@@ -116,8 +162,10 @@ def run_unseen(args) -> None:
 
 def _print_accuracy(report: dict, what: str, out: str) -> None:
     acc = report["accuracy"]
-    print(f"{report['protocol']}: {what} {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
-          f"-> {Path(out) / 'report.json'}")
+    print(
+        f"{report['protocol']}: {what} {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} % "
+        f"-> {Path(out) / 'report.json'}"
+    )
 
 
 def run_finetune(args) -> None:
@@ -145,9 +193,18 @@ def run_fewshot(args) -> None:
 def run_embed(args) -> None:
     from .eval.embed import run_embed as embed
 
-    paths = embed(args.data, args.checkpoint, args.out, split=args.split, tokens=args.tokens,
-                  num_points=args.num_points, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                  progress=not args.quiet)
+    paths = embed(
+        args.data,
+        args.checkpoint,
+        args.out,
+        split=args.split,
+        tokens=args.tokens,
+        num_points=args.num_points,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
     print(f"wrote {paths['features']} (labels: {paths['labels']}, names: {paths['meta']})")
 
 

@@ -102,10 +102,13 @@ def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
         name = leaf.field.name
         helptext = _help(leaf.owner, leaf.field) + ("" if meta.get("required") else _default_text(leaf.default))
         prefix = _ADD if typing.get_origin(leaf.annotation) is list else _SET
-        group.add_argument(*meta.get("flags", ("--" + name.replace("_", "-"),)), dest=prefix + leaf.key,
-                           required=bool(meta.get("required")) and not meta.get("one_of"),
-                           help=helptext.replace("%", "%%"),
-                           **_value_kwargs(leaf.annotation, meta.get("metavar", name.upper()), leaf.default))
+        group.add_argument(
+            *meta.get("flags", ("--" + name.replace("_", "-"),)),
+            dest=prefix + leaf.key,
+            required=bool(meta.get("required")) and not meta.get("one_of"),
+            help=helptext.replace("%", "%%"),
+            **_value_kwargs(leaf.annotation, meta.get("metavar", name.upper()), leaf.default),
+        )
 
 
 def _get(config: Any, key: str) -> Any:
@@ -119,9 +122,9 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
     overrides in order, then what list flags add (to the list as it then is)."""
     config = load_yaml(cls, args.config) if getattr(args, "config", None) else cls()
     given = {k: v for k, v in vars(args).items() if v is not None}
-    flags = [f"{k[len(_SET):]}={json.dumps(v)}" for k, v in given.items() if k.startswith(_SET)]
+    flags = [f"{k[len(_SET) :]}={json.dumps(v)}" for k, v in given.items() if k.startswith(_SET)]
     config = apply_overrides(config, flags + list(getattr(args, "set", [])))
-    added = [(k[len(_ADD):], v) for k, v in given.items() if k.startswith(_ADD)]
+    added = [(k[len(_ADD) :], v) for k, v in given.items() if k.startswith(_ADD)]
     if added:
         config = apply_overrides(config, [f"{k}={json.dumps(_get(config, k) + v)}" for k, v in added])
     return config

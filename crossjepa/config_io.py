@@ -12,8 +12,9 @@ import yaml
 T = TypeVar("T")
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
-            **cli: Any) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING, **cli: Any
+) -> Any:
     """A config field with its documentation: `help` is the field's help, shown by the CLI flag that
     config_flags.py makes for it. `cli` may name `flags` (the option strings, default --field-name),
     `required` (on the command line) and `one_of` (flags sharing a name exclude each other)."""
@@ -51,8 +52,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}")
         item_type = args[0] if args else Any
-        items = [_coerce(v, item_type, where) if item_type is not Any and item_type is not Ellipsis else v
-                 for v in value]
+        items = [
+            _coerce(v, item_type, where) if item_type is not Any and item_type is not Ellipsis else v for v in value
+        ]
         return tuple(items) if origin is tuple else items
     if annotation is bool:
         if isinstance(value, bool):

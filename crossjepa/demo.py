@@ -21,12 +21,20 @@ DEMO_IMAGE_SIZE = 160
 DEMO_VIEWS = 6
 
 
-def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str = "auto",
-             progress: bool = True, seeds: int = 3, test_objects: int = 400) -> dict:
+def run_demo(
+    out: Path,
+    num_objects: int = 600,
+    steps: int = 1200,
+    device: str = "auto",
+    progress: bool = True,
+    seeds: int = 3,
+    test_objects: int = 400,
+) -> dict:
     import torch
 
     from .atomic import write_text
     from .data.synthetic import SyntheticShapes
+    from .device import resolve_device
     from .eval.probe import probe_encoder, probe_teacher
     from .eval.probe_run import protocol
     from .eval.splits import dataset_labels
@@ -35,12 +43,13 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, open_cache
     from .train.checkpoint import load_pretrained
     from .train.config import OptimConfig, TrainConfig
-    from .device import resolve_device
     from .train.pretrain import pretrain
 
     if num_objects < 50 or steps < 1 or test_objects < 12:
-        raise ValueError(f"--objects, --steps, --test-objects: expected at least 50, 1 and 12, got {num_objects}, "
-                         f"{steps} and {test_objects}")
+        raise ValueError(
+            f"--objects, --steps, --test-objects: expected at least 50, 1 and 12, got {num_objects}, "
+            f"{steps} and {test_objects}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -56,13 +65,32 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
     teacher = load_teacher(DEFAULT_TEACHER, pooling=DEMO_POOLING, image_size=DEMO_IMAGE_SIZE, device=dev)
     caches = {}
     for split, ds in (("train", train_ds), ("test", test_ds)):  # the test cache serves the teacher ceiling only
-        caches[split] = build_cache(ds, out / f"cache_{split}", teacher, num_views=DEMO_VIEWS, batch_size=64,
-                                    resume=True, overwrite=True, progress=progress)  # the demo owns its caches
+        caches[split] = build_cache(
+            ds,
+            out / f"cache_{split}",
+            teacher,
+            num_views=DEMO_VIEWS,
+            batch_size=64,
+            resume=True,
+            overwrite=True,
+            progress=progress,
+        )  # the demo owns its caches
     timings["cache_s"] = time.perf_counter() - t0
 
-    cfg = TrainConfig(data=spec, cache=str(caches["train"]), out=str(out / "pretrain"), preset="tiny",
-                      batch_size=32, views_per_object=4, max_steps=steps, checkpoint_every=max(1, steps // 2),
-                      log_every=10, seed=0, device=str(dev), optim=OptimConfig(lr=1e-3, warmup_fraction=0.1))
+    cfg = TrainConfig(
+        data=spec,
+        cache=str(caches["train"]),
+        out=str(out / "pretrain"),
+        preset="tiny",
+        batch_size=32,
+        views_per_object=4,
+        max_steps=steps,
+        checkpoint_every=max(1, steps // 2),
+        log_every=10,
+        seed=0,
+        device=str(dev),
+        optim=OptimConfig(lr=1e-3, warmup_fraction=0.1),
+    )
     weights = pretrain(cfg, resume=False, progress=progress)
     timings["pretrain_s"] = time.perf_counter() - t0 - timings["cache_s"]
 
@@ -75,28 +103,53 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
         probe[name] = probe_encoder(model, train_ds, test_ds, seeds=tuple(range(seeds)), progress=progress)
         timings[f"probe_{name}_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    probe["teacher"] = probe_teacher(open_cache(caches["train"]), dataset_labels(train_ds),
-                                     open_cache(caches["test"]), dataset_labels(test_ds), seeds=tuple(range(seeds)),
-                                     device=dev)
+    probe["teacher"] = probe_teacher(
+        open_cache(caches["train"]),
+        dataset_labels(train_ds),
+        open_cache(caches["test"]),
+        dataset_labels(test_ds),
+        seeds=tuple(range(seeds)),
+        device=dev,
+    )
     timings["probe_teacher_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - t0
 
     report = {
-        "probe": {name: {"mean": r["accuracy"]["mean"], "std": r["accuracy"]["std"],
-                         "per_seed": r["accuracy"]["per_seed"], "C": r.get("C"), "converged": r["converged"]}
-                  for name, r in probe.items()},
+        "probe": {
+            name: {
+                "mean": r["accuracy"]["mean"],
+                "std": r["accuracy"]["std"],
+                "per_seed": r["accuracy"]["per_seed"],
+                "C": r.get("C"),
+                "converged": r["converged"],
+            }
+            for name, r in probe.items()
+        },
         "margin_points": 100 * (probe["pretrained"]["accuracy"]["mean"] - probe["random_init"]["accuracy"]["mean"]),
         "protocol": protocol(5, seeds, has_test=True),
         "data": {"train": spec, "test_objects": len(test_ds), "classes": train_ds.classes},
-        "teacher": {"name": teacher.name, "weights": teacher.weights_id, "weights_source": teacher.weights_source,
-                    "image_size": DEMO_IMAGE_SIZE, "pooling": DEMO_POOLING, "views": DEMO_VIEWS},
+        "teacher": {
+            "name": teacher.name,
+            "weights": teacher.weights_id,
+            "weights_source": teacher.weights_source,
+            "image_size": DEMO_IMAGE_SIZE,
+            "pooling": DEMO_POOLING,
+            "views": DEMO_VIEWS,
+        },
         "heldout": _last_heldout(Path(cfg.out) / "heldout.jsonl"),
-        "pretrain": {"preset": "tiny", "steps": steps, "batch_size": cfg.batch_size,
-                     "views_per_object": cfg.views_per_object},
+        "pretrain": {
+            "preset": "tiny",
+            "steps": steps,
+            "batch_size": cfg.batch_size,
+            "views_per_object": cfg.views_per_object,
+        },
         "device": str(dev),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "files": {"view_grid": "view_grid.png", "loss_curve": "pretrain/loss_curve.png",
-                  "weights": "pretrain/model.safetensors"},
+        "files": {
+            "view_grid": "view_grid.png",
+            "loss_curve": "pretrain/loss_curve.png",
+            "weights": "pretrain/model.safetensors",
+        },
     }
     write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     _print_table(report, out)
@@ -105,8 +158,11 @@ def run_demo(out: Path, num_objects: int = 600, steps: int = 1200, device: str =
 
 def _print_table(report: dict, out: Path) -> None:
     rows = [("features", "probe accuracy (test)")]
-    names = {"pretrained": "pretrained encoder", "random_init": "random-init encoder",
-             "teacher": f"teacher ceiling ({report['teacher']['name']}, view-averaged)"}
+    names = {
+        "pretrained": "pretrained encoder",
+        "random_init": "random-init encoder",
+        "teacher": f"teacher ceiling ({report['teacher']['name']}, view-averaged)",
+    }
     for name, label in names.items():
         r = report["probe"][name]
         rows.append((label, f"{100 * r['mean']:.1f} +- {100 * r['std']:.1f} %"))
@@ -117,10 +173,14 @@ def _print_table(report: dict, out: Path) -> None:
     print(f"  margin over random-init: {report['margin_points']:+.1f} points; {report['protocol']}")
     if report["heldout"]:
         h = report["heldout"]
-        print(f"  held-out R^2 of the predicted teacher embeddings: {h['r2']:.3f} "
-              f"(constant predictor {h['const_r2']:.3f})")
-    print(f"  wrote {out / 'report.json'}, {out / 'view_grid.png'}, {out / 'pretrain' / 'loss_curve.png'}"
-          f" in {report['timings_s']['total_s']:.0f} s")
+        print(
+            f"  held-out R^2 of the predicted teacher embeddings: {h['r2']:.3f} "
+            f"(constant predictor {h['const_r2']:.3f})"
+        )
+    print(
+        f"  wrote {out / 'report.json'}, {out / 'view_grid.png'}, {out / 'pretrain' / 'loss_curve.png'}"
+        f" in {report['timings_s']['total_s']:.0f} s"
+    )
 
 
 def _last_heldout(path: Path) -> dict | None:

@@ -26,8 +26,9 @@ def _int_range(lo: Optional[int], hi: Optional[int]) -> str:
     return "an int" if hi is None else f"an int <= {hi}"
 
 
-def check_int(name: str, value, lo: Optional[int] = None, hi: Optional[int] = None, *,
-              optional: bool = False, why: str = "") -> Optional[int]:
+def check_int(
+    name: str, value, lo: Optional[int] = None, hi: Optional[int] = None, *, optional: bool = False, why: str = ""
+) -> Optional[int]:
     """An int (numpy ints too, never a bool) in [lo, hi] (a bound left None is open); None too if optional.
     `why` says where a bound comes from (e.g. "points per cloud") and is shown after the range."""
     if optional and value is None:
@@ -50,8 +51,16 @@ def _number_range(lo: Optional[float], hi: Optional[float], lo_open: bool, hi_op
     return "a finite number" if hi is None else f"a number {'<' if hi_open else '<='} {hi:g}"
 
 
-def check_number(name: str, value, lo: Optional[float] = None, hi: Optional[float] = None, *,
-                 lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> Optional[float]:
+def check_number(
+    name: str,
+    value,
+    lo: Optional[float] = None,
+    hi: Optional[float] = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> Optional[float]:
     """A finite real number (never a bool) between lo and hi, each bound closed unless `*_open`; None too if
     optional."""
     if optional and value is None:

@@ -15,8 +15,10 @@ class Shapes:
     Every item read is counted in `reads` (object index -> count), so tests can see which data a step used."""
 
     def __init__(self, n: int, seed: int, classes=EASY, num_points: int = 128) -> None:
-        self.points = [torch.from_numpy(make_shape(classes[i % len(classes)], np.random.default_rng([seed, i]),
-                                                   num_points)) for i in range(n)]
+        self.points = [
+            torch.from_numpy(make_shape(classes[i % len(classes)], np.random.default_rng([seed, i]), num_points))
+            for i in range(n)
+        ]
         self.labels = np.arange(n) % len(classes)
         self.classes = [CLASSES[c] for c in classes]
         self.names = [f"shape-{seed}-{i}" for i in range(n)]

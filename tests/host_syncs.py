@@ -13,9 +13,25 @@ from torch.overrides import TorchFunctionMode
 
 T = torch.Tensor
 # Each copies a value to the host and waits for the device: a sync on CUDA.
-READS = {T.item, T.tolist, T.numpy, T.cpu, T.__bool__, T.__float__, T.__int__, T.__index__, T.__array__,
-         T.__repr__, T.__format__, T.nonzero, torch.nonzero, T.unique, torch.unique, torch.masked_select,
-         T.masked_select}
+READS = {
+    T.item,
+    T.tolist,
+    T.numpy,
+    T.cpu,
+    T.__bool__,
+    T.__float__,
+    T.__int__,
+    T.__index__,
+    T.__array__,
+    T.__repr__,
+    T.__format__,
+    T.nonzero,
+    torch.nonzero,
+    T.unique,
+    torch.unique,
+    torch.masked_select,
+    T.masked_select,
+}
 
 
 class HostReads(TorchFunctionMode):
@@ -28,8 +44,9 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        to_cpu = func is T.to and any(isinstance(a, str) and a.startswith("cpu")
-                                      for a in (*args[1:], kwargs.get("device")))
+        to_cpu = func is T.to and any(
+            isinstance(a, str) and a.startswith("cpu") for a in (*args[1:], kwargs.get("device"))
+        )
         if func in READS or to_cpu:
             where = traceback.extract_stack(limit=2)[0]  # the caller
             self.reads.append((self.label(), f"{func.__name__} at {where.filename}:{where.lineno}"))

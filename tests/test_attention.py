@@ -112,10 +112,13 @@ def _interpreter_worker():
 @pytest.fixture(scope="module")
 def interp_results():
     pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "CROSSJEPA_ATTENTION": "triton",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "CROSSJEPA_ATTENTION": "triton",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -154,10 +157,12 @@ def test_tiles_cover_every_length_with_least_padding():
 
 # ----------------------------------------------------------------------------------------------- CPU (SDPA)
 
+
 @pytest.fixture
 def attention_env(monkeypatch):
     """attention_env(NAME=value or None, ...): set (None: unset) environment variables and have the dispatcher
     read them again; both are undone after the test."""
+
     def set_env(**values):
         for name, value in values.items():
             if value is None:
@@ -165,6 +170,7 @@ def attention_env(monkeypatch):
             else:
                 monkeypatch.setenv(name, value)
         dispatch.reset_environment()
+
     yield set_env
     monkeypatch.undo()
     dispatch.reset_environment()
@@ -203,17 +209,29 @@ def test_forced_triton_without_support_falls_back_to_sdpa(attention_env):
 
 
 def _win(**fields):
-    base = {"capability": (9, 0), "dtype": torch.bfloat16, "head_dim": 64, "masked": False, "max_lq": 65,
-            "max_lk": 65, "evidence": "test"}
+    base = {
+        "capability": (9, 0),
+        "dtype": torch.bfloat16,
+        "head_dim": 64,
+        "masked": False,
+        "max_lq": 65,
+        "max_lk": 65,
+        "evidence": "test",
+    }
     return dispatch.TritonWin(**{**base, **fields})
 
 
 def test_auto_rule_picks_triton_only_where_a_measured_win_covers_the_inputs(monkeypatch):
     model = ((9, 0), torch.bfloat16, 65, 65, 64, False)  # capability, dtype, Lq, Lk, head dim, masked
-    others = [((8, 0), torch.bfloat16, 65, 65, 64, False), ((9, 0), torch.float16, 65, 65, 64, False),
-              ((9, 0), torch.bfloat16, 65, 66, 64, False), ((9, 0), torch.bfloat16, 66, 65, 64, False),
-              ((9, 0), torch.bfloat16, 65, 65, 32, False), ((9, 0), torch.bfloat16, 65, 65, 64, True),
-              (None, torch.bfloat16, 65, 65, 64, False)]
+    others = [
+        ((8, 0), torch.bfloat16, 65, 65, 64, False),
+        ((9, 0), torch.float16, 65, 65, 64, False),
+        ((9, 0), torch.bfloat16, 65, 66, 64, False),
+        ((9, 0), torch.bfloat16, 66, 65, 64, False),
+        ((9, 0), torch.bfloat16, 65, 65, 32, False),
+        ((9, 0), torch.bfloat16, 65, 65, 64, True),
+        (None, torch.bfloat16, 65, 65, 64, False),
+    ]
     monkeypatch.setattr(dispatch, "TRITON_WINS", ())
     assert {dispatch.rule(*inputs) for inputs in [model, *others]} == {"sdpa"}  # nothing measured: SDPA
     assert dispatch.rule_text().endswith("Measured wins: none")
@@ -253,8 +271,16 @@ def test_dispatch_runs_no_kernel_draws_no_random_numbers_and_is_recorded(attenti
     assert choices == {"sdpa"} and torch.equal(torch.get_rng_state(), state)
     record = dispatch.dispatch_record()
     assert record["mode"] == "auto" and record["rule"] == dispatch.rule_text()
-    assert {"mode": "auto", "device": "cpu", "dtype": "float32", "lq": 9, "lk": 9, "head_dim": 32, "masked": True,
-            "backend": "sdpa"} in record["choices"]
+    assert {
+        "mode": "auto",
+        "device": "cpu",
+        "dtype": "float32",
+        "lq": 9,
+        "lk": 9,
+        "head_dim": 32,
+        "masked": True,
+        "backend": "sdpa",
+    } in record["choices"]
     assert json.loads(json.dumps(record)) == record
 
 
@@ -291,15 +317,18 @@ def test_fused_attention_rejects_what_it_cannot_run():
             fused_attention(q, q, q, warps=(3, 4))
 
 
-@pytest.mark.parametrize("args, exc, needle", [
-    ((torch.randn(2, 4, 32),) * 3 + (None,), ValueError, "q: expected shape"),
-    ((torch.randn(1, 2, 4, 32), torch.randn(1, 2, 4, 32).half(), torch.randn(1, 2, 4, 32), None), TypeError, "k:"),
-    ((torch.randn(1, 2, 4, 32), torch.randn(1, 3, 4, 32), torch.randn(1, 3, 4, 32), None), ValueError, "k:"),
-    ((torch.randn(1, 2, 4, 32), torch.randn(1, 2, 6, 32), torch.randn(1, 2, 5, 32), None), ValueError, "v:"),
-    ((torch.randn(1, 2, 4, 32),) * 3 + (torch.ones(1, 4),), TypeError, "key_padding_mask"),
-    ((torch.randn(1, 2, 4, 32),) * 3 + (torch.ones(1, 5, dtype=torch.bool),), ValueError, "key_padding_mask"),
-    (([[1.0]], torch.randn(1, 2, 4, 32), torch.randn(1, 2, 4, 32), None), TypeError, "q:"),
-])
+@pytest.mark.parametrize(
+    "args, exc, needle",
+    [
+        ((torch.randn(2, 4, 32),) * 3 + (None,), ValueError, "q: expected shape"),
+        ((torch.randn(1, 2, 4, 32), torch.randn(1, 2, 4, 32).half(), torch.randn(1, 2, 4, 32), None), TypeError, "k:"),
+        ((torch.randn(1, 2, 4, 32), torch.randn(1, 3, 4, 32), torch.randn(1, 3, 4, 32), None), ValueError, "k:"),
+        ((torch.randn(1, 2, 4, 32), torch.randn(1, 2, 6, 32), torch.randn(1, 2, 5, 32), None), ValueError, "v:"),
+        ((torch.randn(1, 2, 4, 32),) * 3 + (torch.ones(1, 4),), TypeError, "key_padding_mask"),
+        ((torch.randn(1, 2, 4, 32),) * 3 + (torch.ones(1, 5, dtype=torch.bool),), ValueError, "key_padding_mask"),
+        (([[1.0]], torch.randn(1, 2, 4, 32), torch.randn(1, 2, 4, 32), None), TypeError, "q:"),
+    ],
+)
 def test_bad_input_raises_one_line_error(args, exc, needle):
     with pytest.raises(exc, match=needle) as info:
         attention(*args)
@@ -318,11 +347,17 @@ def _rel_norm(got, want):
 # (B, H, Lq, Lk, d), dtype, masked, warps: the encoder's shape in both dtypes, then one of each tiling (one key,
 # a short tail, cross lengths, one 128 tile, head dim 128) and each warp count forced (every distinct case
 # compiles its own kernels, so the list stays short).
-GPU_CASES = [((512, 6, 65, 65, 64), dt, masked, None) for dt in (torch.bfloat16, torch.float16)
-             for masked in (False, True)]
-GPU_CASES += [((16, 6, 1, 1, 64), torch.bfloat16, True, None), ((32, 6, 17, 65, 128), torch.float16, True, None),
-              ((8, 3, 100, 33, 32), torch.bfloat16, True, None), ((64, 6, 128, 128, 128), torch.bfloat16, False, None),
-              ((64, 6, 65, 65, 64), torch.bfloat16, True, (8, 8)), ((64, 6, 65, 65, 64), torch.bfloat16, True, (4, 4))]
+GPU_CASES = [
+    ((512, 6, 65, 65, 64), dt, masked, None) for dt in (torch.bfloat16, torch.float16) for masked in (False, True)
+]
+GPU_CASES += [
+    ((16, 6, 1, 1, 64), torch.bfloat16, True, None),
+    ((32, 6, 17, 65, 128), torch.float16, True, None),
+    ((8, 3, 100, 33, 32), torch.bfloat16, True, None),
+    ((64, 6, 128, 128, 128), torch.bfloat16, False, None),
+    ((64, 6, 65, 65, 64), torch.bfloat16, True, (8, 8)),
+    ((64, 6, 65, 65, 64), torch.bfloat16, True, (4, 4)),
+]
 
 
 @requires_cuda
@@ -333,8 +368,9 @@ def test_gpu_triton_matches_float64(shape, dtype, masked, warps):
 
     b, h, lq, lk, d = shape
     generator = torch.Generator().manual_seed(2)
-    q, k, v, mask = (t if t is None else t.cuda() for t in make_inputs(b, h, lq, lk, d, dtype, masked, False,
-                                                                       generator))
+    q, k, v, mask = (
+        t if t is None else t.cuda() for t in make_inputs(b, h, lq, lk, d, dtype, masked, False, generator)
+    )
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
     out = fused_attention(*leaves, mask, warps=warps)
     grad_out = torch.randn_like(out)

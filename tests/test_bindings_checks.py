@@ -40,30 +40,37 @@ def test_valid_calls_still_work(cloud):
     assert C.group_gather(points, queries, idx).shape == (B, M, 3, 3)
 
 
-@pytest.mark.parametrize("lengths, start, num_samples, needle", [
-    ([N + 1, N], [0, 0], M, "lengths"),        # past the cloud
-    ([0, N], [0, 0], 1, "lengths"),            # empty cloud
-    ([N, N], [0, N], M, "start"),              # start == lengths[b]
-    ([N, 5], [0, 5], M, "start"),              # start inside the storage but past lengths[b]
-    ([N, N], [-1, 0], M, "start"),
-    ([N, 3], [0, 0], M, "num_samples"),        # more samples than valid points
-    ([N, N], [0, 0], 0, "num_samples"),
-    ([N, N], [0, 0], N + 1, "num_samples"),
-])
+@pytest.mark.parametrize(
+    "lengths, start, num_samples, needle",
+    [
+        ([N + 1, N], [0, 0], M, "lengths"),  # past the cloud
+        ([0, N], [0, 0], 1, "lengths"),  # empty cloud
+        ([N, N], [0, N], M, "start"),  # start == lengths[b]
+        ([N, 5], [0, 5], M, "start"),  # start inside the storage but past lengths[b]
+        ([N, N], [-1, 0], M, "start"),
+        ([N, 3], [0, 0], M, "num_samples"),  # more samples than valid points
+        ([N, N], [0, 0], 0, "num_samples"),
+        ([N, N], [0, 0], N + 1, "num_samples"),
+    ],
+)
 def test_fps_rejects_out_of_range_values(cloud, lengths, start, num_samples, needle):
     points, _ = cloud
     with pytest.raises(ValueError, match=needle):
-        C.fps(points, torch.tensor(lengths, device=points.device), torch.tensor(start, device=points.device),
-              num_samples)
+        C.fps(
+            points, torch.tensor(lengths, device=points.device), torch.tensor(start, device=points.device), num_samples
+        )
 
 
-@pytest.mark.parametrize("lengths, k, needle", [
-    ([N + 1, N], 2, "lengths"),
-    ([N, 0], 1, "lengths"),
-    ([N, 1], 2, "k"),                          # k beyond the shorter cloud
-    ([N, N], N + 1, "k"),
-    ([N, N], 0, "k"),
-])
+@pytest.mark.parametrize(
+    "lengths, k, needle",
+    [
+        ([N + 1, N], 2, "lengths"),
+        ([N, 0], 1, "lengths"),
+        ([N, 1], 2, "k"),  # k beyond the shorter cloud
+        ([N, N], N + 1, "k"),
+        ([N, N], 0, "k"),
+    ],
+)
 def test_knn_rejects_out_of_range_values(cloud, lengths, k, needle):
     points, queries = cloud
     with pytest.raises(ValueError, match=needle):

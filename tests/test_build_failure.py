@@ -38,8 +38,9 @@ def broken_tree(tmp_path):
     (tree / "crossjepa" / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))).write_bytes(b"stale")
     cxx = tmp_path / "broken-cxx"
     host = shutil.which("g++") or shutil.which("c++") or "false"
-    cxx.write_text(f'#!/bin/sh\ncase "$1" in --version|-dump*|-v) exec {host} "$@";; esac\n'
-                   f'echo "{ERROR_LINE}" >&2\nexit 1\n')
+    cxx.write_text(
+        f'#!/bin/sh\ncase "$1" in --version|-dump*|-v) exec {host} "$@";; esac\necho "{ERROR_LINE}" >&2\nexit 1\n'
+    )
     cxx.chmod(0o755)
     return tree, cxx
 
@@ -49,8 +50,15 @@ def _build(tree, cxx, strict):
     env.update(CXX=str(cxx), MAX_JOBS="1")
     if strict:
         env["CROSSJEPA_STRICT_BUILD"] = "1"
-    return subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, env=env,
-                          capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def test_failed_build_is_recorded_and_named_by_the_one_runtime_warning(broken_tree):
@@ -75,8 +83,15 @@ def test_failed_build_is_recorded_and_named_by_the_one_runtime_warning(broken_tr
         "        ops.farthest_point_sample(p, 4); ops.knn(p, p, 3); ops.group(p, p[:, :4], 3)\n"
         "print(json.dumps([str(w.message) for w in caught if issubclass(w.category, ops.ReferenceFallbackWarning)]))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
-                         capture_output=True, text=True, check=False, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     messages = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(messages) == 1, messages

@@ -16,9 +16,11 @@ _spec.loader.exec_module(flags)
 @pytest.mark.parametrize("spec", ["8.0;9.0+PTX", "8.0 9.0+PTX", " 8.0 ;  9.0+PTX ", "8.0\t9.0+PTX"])
 def test_semicolons_and_spaces_separate_entries(spec):
     assert flags.parse_arch_list(spec) == [("80", False), ("90", True)]
-    assert flags.gencode_flags(spec) == ["-gencode=arch=compute_80,code=sm_80",
-                                         "-gencode=arch=compute_90,code=sm_90",
-                                         "-gencode=arch=compute_90,code=compute_90"]
+    assert flags.gencode_flags(spec) == [
+        "-gencode=arch=compute_80,code=sm_80",
+        "-gencode=arch=compute_90,code=sm_90",
+        "-gencode=arch=compute_90,code=compute_90",
+    ]
     assert flags.cmake_architectures(spec) == "80-real;90"
 
 
@@ -43,15 +45,20 @@ def test_no_fma_contraction_on_either_compiler():
 
 
 def _run(*args, env=None):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
 
 
 def test_the_command_line_prints_what_cmake_and_the_compile_check_read():
     assert _run("nvcc").stdout.splitlines() == list(flags.NVCC_FLAGS)
     assert _run("cmake-archs", "8.0;9.0+PTX").stdout.strip() == "80-real;90"
     assert _run("gencode", env={"TORCH_CUDA_ARCH_LIST": "8.6"}).stdout.split() == [
-        "-gencode=arch=compute_86,code=sm_86"]
+        "-gencode=arch=compute_86,code=sm_86"
+    ]
     bad = _run("gencode", env={"TORCH_CUDA_ARCH_LIST": "Ampere"})
     assert bad.returncode == 2 and bad.stdout == "" and "TORCH_CUDA_ARCH_LIST" in bad.stderr
     assert _run("nope").returncode == 2

@@ -17,8 +17,7 @@ import torch
 
 from crossjepa import render
 from crossjepa.data.synthetic import SyntheticShapes
-from crossjepa.teacher import (CacheCorruptError, RenderedViews, build_cache, load_teacher, open_cache,
-                               verify_cache)
+from crossjepa.teacher import CacheCorruptError, RenderedViews, build_cache, load_teacher, open_cache, verify_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTS, POINTS, VIEWS, SIZE = 10, 256, 3, 32
@@ -94,8 +93,9 @@ def test_layout_shapes_and_contents(reference, dataset, teacher):
 
 
 @pytest.mark.parametrize("kill_after_chunk", [0, 3])  # mid-build, and after the last chunk before finishing
-def test_resume_after_a_kill_between_chunks_gives_identical_bytes(tmp_path, reference, dataset, teacher,
-                                                                   kill_after_chunk):
+def test_resume_after_a_kill_between_chunks_gives_identical_bytes(
+    tmp_path, reference, dataset, teacher, kill_after_chunk
+):
     def hook(index, count):
         if index == kill_after_chunk:
             raise Killed
@@ -173,10 +173,19 @@ _CHILD = textwrap.dedent("""
 def test_resume_after_sigkill_gives_identical_bytes(tmp_path, reference, dataset, teacher):
     out = tmp_path / "cache"
     script = _CHILD.format(objects=OBJECTS, points=POINTS, size=SIZE, build=BUILD)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    child = subprocess.Popen([sys.executable, "-c", script, str(out), str(dataset.seed)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(out), str(dataset.seed)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "chunk 0"
         os.kill(child.pid, signal.SIGKILL)  # now busy with chunk 1
@@ -188,8 +197,7 @@ def test_resume_after_sigkill_gives_identical_bytes(tmp_path, reference, dataset
     assert_same_bytes(out, reference)
 
 
-@pytest.mark.parametrize("name,obj,chunk", [("embeddings.npy", 7, 2), ("histograms.npy", 1, 0),
-                                            ("poses.npy", 9, 3)])
+@pytest.mark.parametrize("name,obj,chunk", [("embeddings.npy", 7, 2), ("histograms.npy", 1, 0), ("poses.npy", 9, 3)])
 def test_verify_names_the_first_bad_chunk(tmp_path, reference, name, obj, chunk):
     out = copy_of(reference, tmp_path)
     array = np.load(out / name, mmap_mode="r")

@@ -9,8 +9,7 @@ import pytest
 
 from crossjepa.cli import main
 
-COMMANDS = ["demo", "render", "cache", "pretrain", "probe", "pack", "bench", "profile", "finetune", "fewshot",
-            "embed"]
+COMMANDS = ["demo", "render", "cache", "pretrain", "probe", "pack", "bench", "profile", "finetune", "fewshot", "embed"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -34,8 +33,9 @@ def _one_error_line(capsys, argv) -> str:
 
 
 def test_unknown_flag(capsys):
-    line = _one_error_line(capsys, ["probe", "--data", "synthetic:8", "--random-init", "--out", "x.json",
-                                    "--frobnicate"])
+    line = _one_error_line(
+        capsys, ["probe", "--data", "synthetic:8", "--random-init", "--out", "x.json", "--frobnicate"]
+    )
     assert "unrecognized arguments: --frobnicate" in line
 
 
@@ -51,23 +51,62 @@ def test_unknown_layout_says_what_was_looked_for(tmp_path, capsys):
 
 
 def test_wrong_teacher_name(tmp_path, capsys):
-    line = _one_error_line(capsys, ["cache", "--data", "synthetic:4", "--out", str(tmp_path / "c"),
-                                    "--teacher", "no_such_model_xyz", "--teacher-random-init", "--device", "cpu"])
+    line = _one_error_line(
+        capsys,
+        [
+            "cache",
+            "--data",
+            "synthetic:4",
+            "--out",
+            str(tmp_path / "c"),
+            "--teacher",
+            "no_such_model_xyz",
+            "--teacher-random-init",
+            "--device",
+            "cpu",
+        ],
+    )
     assert "no_such_model_xyz" in line
 
 
 def test_unreadable_weights_file(tmp_path, capsys):
     weights = tmp_path / "teacher.safetensors"
     weights.write_bytes(b"this is not a weights file")
-    line = _one_error_line(capsys, ["cache", "--data", "synthetic:4", "--out", str(tmp_path / "c"),
-                                    "--teacher", "test_vit", "--teacher-weights", str(weights), "--device", "cpu"])
+    line = _one_error_line(
+        capsys,
+        [
+            "cache",
+            "--data",
+            "synthetic:4",
+            "--out",
+            str(tmp_path / "c"),
+            "--teacher",
+            "test_vit",
+            "--teacher-weights",
+            str(weights),
+            "--device",
+            "cpu",
+        ],
+    )
     assert "teacher.safetensors" in line
 
 
 def test_empty_cache_directory(tmp_path, capsys):
     (tmp_path / "cache").mkdir()
-    line = _one_error_line(capsys, ["pretrain", "--data", "synthetic:8", "--cache", str(tmp_path / "cache"),
-                                    "--out", str(tmp_path / "run"), "--device", "cpu"])
+    line = _one_error_line(
+        capsys,
+        [
+            "pretrain",
+            "--data",
+            "synthetic:8",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert "cache" in line
 
 
@@ -77,22 +116,64 @@ def test_verify_of_a_non_cache(tmp_path, capsys):
 
 
 def test_bad_preset(tmp_path, capsys):
-    line = _one_error_line(capsys, ["probe", "--data", "synthetic:24", "--random-init", "--preset", "huge",
-                                    "--out", str(tmp_path / "p.json"), "--device", "cpu"])
+    line = _one_error_line(
+        capsys,
+        [
+            "probe",
+            "--data",
+            "synthetic:24",
+            "--random-init",
+            "--preset",
+            "huge",
+            "--out",
+            str(tmp_path / "p.json"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert "huge" in line and "tiny" in line
 
 
 def test_bad_override_names_the_key(tmp_path, capsys):
     (tmp_path / "cache").mkdir()
-    line = _one_error_line(capsys, ["pretrain", "--data", "synthetic:8", "--cache", str(tmp_path / "cache"),
-                                    "--out", str(tmp_path / "run"), "--set", "optim.nope=1"])
+    line = _one_error_line(
+        capsys,
+        [
+            "pretrain",
+            "--data",
+            "synthetic:8",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "optim.nope=1",
+        ],
+    )
     assert "optim.nope" in line
 
 
 def test_probe_random_init_writes_report(tmp_path, capsys):
     out = tmp_path / "probe.json"
-    code = main(["-q", "probe", "--data", "synthetic:36", "--random-init", "--preset", "tiny", "--seeds", "2",
-                 "--folds", "2", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "-q",
+            "probe",
+            "--data",
+            "synthetic:36",
+            "--random-init",
+            "--preset",
+            "tiny",
+            "--seeds",
+            "2",
+            "--folds",
+            "2",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     per_seed = report["accuracy"]["per_seed"]
@@ -111,11 +192,29 @@ def test_probe_teacher_cache_is_the_same_protocol_on_view_averaged_embeddings(tm
     teacher = load_teacher("test_vit", random_init=True, image_size=32)
     cache = build_cache(dataset, tmp_path / "cache", teacher, num_views=3, progress=False)
     out = tmp_path / "teacher.json"
-    assert main(["-q", "probe", "--data", data, "--teacher-cache", str(cache), "--seeds", "2", "--folds", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "probe",
+                "--data",
+                data,
+                "--teacher-cache",
+                str(cache),
+                "--seeds",
+                "2",
+                "--folds",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     labels = np.array([dataset[i]["label"] for i in range(len(dataset))])
-    expected = cross_validated_probe(np.asarray(open_cache(cache).embeddings, np.float32).mean(1), labels,
-                                     seeds=(0, 1), folds=2)
+    expected = cross_validated_probe(
+        np.asarray(open_cache(cache).embeddings, np.float32).mean(1), labels, seeds=(0, 1), folds=2
+    )
     assert report["accuracy"] == expected["accuracy"] and "nested CV" in report["protocol"]
     assert report["encoder"].startswith("teacher test_vit")

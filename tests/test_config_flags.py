@@ -13,19 +13,70 @@ from crossjepa.config_flags import config_from_args
 
 # The flags of each command before they were generated from the fields: public, so they must keep working.
 EXISTING_FLAGS = {
-    "pretrain": {"--data", "--cache", "--out", "--config", "--preset", "--max-steps", "--epochs", "--batch-size",
-                 "--views", "--lr", "--checkpoint-every", "--seed", "--device", "--loader", "--num-points", "--set",
-                 "--model-set", "--resume"},
-    "finetune": {"--data", "--checkpoint", "--random-init", "--preset", "--out", "--config", "--epochs",
-                 "--batch-size", "--lr", "--device", "--set", "--resume", "--seeds", "--val-fraction", "--vote"},
-    "fewshot": {"--data", "--checkpoint", "--random-init", "--preset", "--out", "--config", "--epochs",
-                "--batch-size", "--lr", "--device", "--set", "--resume", "--way", "--shot", "--folds", "--query",
-                "--head", "--seed"},
+    "pretrain": {
+        "--data",
+        "--cache",
+        "--out",
+        "--config",
+        "--preset",
+        "--max-steps",
+        "--epochs",
+        "--batch-size",
+        "--views",
+        "--lr",
+        "--checkpoint-every",
+        "--seed",
+        "--device",
+        "--loader",
+        "--num-points",
+        "--set",
+        "--model-set",
+        "--resume",
+    },
+    "finetune": {
+        "--data",
+        "--checkpoint",
+        "--random-init",
+        "--preset",
+        "--out",
+        "--config",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--device",
+        "--set",
+        "--resume",
+        "--seeds",
+        "--val-fraction",
+        "--vote",
+    },
+    "fewshot": {
+        "--data",
+        "--checkpoint",
+        "--random-init",
+        "--preset",
+        "--out",
+        "--config",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--device",
+        "--set",
+        "--resume",
+        "--way",
+        "--shot",
+        "--folds",
+        "--query",
+        "--head",
+        "--seed",
+    },
 }
 # What the required flags are given when another flag is under test.
-REQUIRED = {"pretrain": ["--data", "synthetic:8", "--cache", "c", "--out", "o"],
-            "finetune": ["--data", "synthetic:8", "--out", "o", "--random-init"],
-            "fewshot": ["--data", "synthetic:8", "--out", "o", "--random-init"]}
+REQUIRED = {
+    "pretrain": ["--data", "synthetic:8", "--cache", "c", "--out", "o"],
+    "finetune": ["--data", "synthetic:8", "--out", "o", "--random-init"],
+    "fewshot": ["--data", "synthetic:8", "--out", "o", "--random-init"],
+}
 STRINGS = {"preset": "tiny", "device": "cpu", "rotation": "so3"}  # string fields with a fixed set of values
 
 
@@ -49,8 +100,11 @@ def _leaves(config, prefix=""):
 
 def _config_flags(command):
     """{dotted config key: option strings} of the command's config flags."""
-    return {a.dest.split(":", 1)[1]: a.option_strings for a in _subparser(command)._actions
-            if a.dest.startswith(("config:", "config+:"))}
+    return {
+        a.dest.split(":", 1)[1]: a.option_strings
+        for a in _subparser(command)._actions
+        if a.dest.startswith(("config:", "config+:"))
+    }
 
 
 def _other_value(key, annotation, default):
@@ -85,8 +139,9 @@ def _other_value(key, annotation, default):
 def test_every_config_field_is_a_flag_and_every_config_flag_a_field(command):
     assert set(_config_flags(command)) == set(_leaves(config_class(command)()))
     actions = _subparser(command)._actions
-    assert all(a.help and not a.help.startswith(" (default") for a in actions
-               if a.dest.startswith(("config:", "config+:")))
+    assert all(
+        a.help and not a.help.startswith(" (default") for a in actions if a.dest.startswith(("config:", "config+:"))
+    )
     assert EXISTING_FLAGS[command] <= {o for a in actions for o in a.option_strings}
 
 
@@ -114,9 +169,22 @@ def test_flags_not_given_leave_the_defaults(command):
 
 def test_set_comes_after_the_flags_and_list_flags_add_to_the_list(tmp_path):
     (tmp_path / "run.yaml").write_text("model_overrides: [encoder.width=64]\noptim:\n  lr: 0.01\n")
-    args = build_parser().parse_args(["pretrain", *REQUIRED["pretrain"], "--config", str(tmp_path / "run.yaml"),
-                                      "--lr", "0.5", "--set", "optim.lr=0.25", "--model-set", "encoder.depth=2",
-                                      "--model-set", "encoder.heads=2"])
+    args = build_parser().parse_args(
+        [
+            "pretrain",
+            *REQUIRED["pretrain"],
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--lr",
+            "0.5",
+            "--set",
+            "optim.lr=0.25",
+            "--model-set",
+            "encoder.depth=2",
+            "--model-set",
+            "encoder.heads=2",
+        ]
+    )
     config = config_from_args(config_class("pretrain"), args)
     assert config.optim.lr == 0.25
     assert config.model_overrides == ["encoder.width=64", "encoder.depth=2", "encoder.heads=2"]

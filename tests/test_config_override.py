@@ -29,13 +29,16 @@ def test_a_repeated_key_counts_where_it_was_given_last():
     assert cfg.optim.lr == 0.3 and cfg.optim.weight_decay == 0.2
 
 
-@pytest.mark.parametrize("updates, message", [
-    ({"encoder.depht": 2}, "override 'encoder.depht': unknown key 'depht'"),
-    ({"encoder.depth.x": 2}, "override 'encoder.depth.x': 'depth' is not a config section"),
-    ({"encoder": {"depht": 2}}, "unknown config key encoder.depht"),
-    ({"tokenizer.fps_start": "middle"}, "tokenizer.fps_start: expected one of"),
-    ({"encoder.depth": "deep"}, "encoder.depth: expected int"),
-])
+@pytest.mark.parametrize(
+    "updates, message",
+    [
+        ({"encoder.depht": 2}, "override 'encoder.depht': unknown key 'depht'"),
+        ({"encoder.depth.x": 2}, "override 'encoder.depth.x': 'depth' is not a config section"),
+        ({"encoder": {"depht": 2}}, "unknown config key encoder.depht"),
+        ({"tokenizer.fps_start": "middle"}, "tokenizer.fps_start: expected one of"),
+        ({"encoder.depth": "deep"}, "encoder.depth: expected int"),
+    ],
+)
 def test_bad_overrides_are_one_error_naming_the_key(updates, message):
     with pytest.raises(ValueError, match=message):
         override(preset_config("tiny"), updates)

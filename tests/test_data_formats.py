@@ -35,10 +35,11 @@ def normalised(points):
 def assert_normalised(points):
     points = points.numpy().astype(np.float64)
     assert np.abs(points.mean(0)).max() < 1e-5
-    assert np.sqrt((points ** 2).sum(1)).max() == pytest.approx(1.0, abs=1e-5)
+    assert np.sqrt((points**2).sum(1)).max() == pytest.approx(1.0, abs=1e-5)
 
 
 # ---- writers for the fixtures ---------------------------------------------------------------------------
+
 
 def write_pcd(path, points, binary=True, extra=True):
     n = len(points)
@@ -51,21 +52,33 @@ def write_pcd(path, points, binary=True, extra=True):
         fields, size, type_ = "x y z", "4 4 4", "F F F"
         table = points.astype("<f4")
     counts = " ".join("1" * len(fields.split()))
-    head = (f"# .PCD v0.7\nVERSION 0.7\nFIELDS {fields}\nSIZE {size}\nTYPE {type_}\nCOUNT {counts}\n"
-            f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {'binary' if binary else 'ascii'}\n")
+    head = (
+        f"# .PCD v0.7\nVERSION 0.7\nFIELDS {fields}\nSIZE {size}\nTYPE {type_}\nCOUNT {counts}\n"
+        f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {'binary' if binary else 'ascii'}\n"
+    )
     if binary:
         body = table.tobytes()
     else:
-        rows = [" ".join(repr(float(v)) if isinstance(v, (float, np.floating)) else str(v) for v in r)
-                for r in (table.tolist() if extra else points.tolist())]
+        rows = [
+            " ".join(repr(float(v)) if isinstance(v, (float, np.floating)) else str(v) for v in r)
+            for r in (table.tolist() if extra else points.tolist())
+        ]
         body = ("\n".join(rows) + "\n").encode()
     path.write_bytes(head.encode() + body)
 
 
 def write_ply(path, vertices, faces=None, fmt="binary_little_endian"):
     order = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(fmt)
-    head = ["ply", f"format {fmt} 1.0", "comment fixture", f"element vertex {len(vertices)}",
-            "property float x", "property float y", "property float z", "property uchar red"]
+    head = [
+        "ply",
+        f"format {fmt} 1.0",
+        "comment fixture",
+        f"element vertex {len(vertices)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property uchar red",
+    ]
     if faces is not None:
         head += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
     head = ("\n".join(head + ["end_header"]) + "\n").encode()
@@ -94,6 +107,7 @@ BOX_QUADS = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4
 
 
 # ---- class folders and single-file readers ----------------------------------------------------------------
+
 
 @pytest.fixture
 def class_tree(tmp_path, rng):
@@ -207,6 +221,7 @@ def test_normalize_off_returns_raw_coordinates(tmp_path, rng):
 
 
 # ---- benchmark layouts -----------------------------------------------------------------------------------
+
 
 def test_shapenet55_point_bert_layout(tmp_path, rng):
     (tmp_path / "shapenet_pc").mkdir()
@@ -337,6 +352,7 @@ def test_synthetic_spec():
 
 # ---- errors and identity ---------------------------------------------------------------------------------
 
+
 def test_unknown_layout_says_what_was_looked_for(tmp_path):
     (tmp_path / "readme.md").write_text("not data")
     with pytest.raises(ValueError, match="unknown dataset layout; looked for .*ShapeNet55.*<class>/<split>"):
@@ -414,6 +430,7 @@ def test_index_and_fingerprint(class_tree):
 
 # ---- right or refuse: meshes never turn into vertex clouds, rows are checked against their header ---------
 
+
 def test_off_faces_wrapped_over_lines_match_one_face_per_line(tmp_path):
     flat, wrapped = tmp_path / "flat.off", tmp_path / "wrapped.off"
     write_off(flat, BOX_VERTICES, BOX_QUADS)
@@ -423,13 +440,16 @@ def test_off_faces_wrapped_over_lines_match_one_face_per_line(tmp_path):
     np.testing.assert_array_equal(read_off(wrapped)[1], read_off(flat)[1])
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n2 1 2\n", "none has 3 or more corners"),  # edges only
-    ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", "line 7: data after the 1 declared faces"),
-    ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "expected 2 faces, the file ends after 1"),
-    ("3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "line 4: a vertex row needs x y z"),
-    ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2.5\n", "not an integer"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n2 1 2\n", "none has 3 or more corners"),  # edges only
+        ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", "line 7: data after the 1 declared faces"),
+        ("3 2 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "expected 2 faces, the file ends after 1"),
+        ("3 1 0\n0 0 0\n1 0\n0 1 0\n3 0 1 2\n", "line 4: a vertex row needs x y z"),
+        ("3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2.5\n", "not an integer"),
+    ],
+)
 def test_off_that_does_not_add_up_is_refused(tmp_path, body, reason):
     path = tmp_path / "bad.off"
     path.write_text("OFF\n" + body)
@@ -437,17 +457,22 @@ def test_off_that_does_not_add_up_is_refused(tmp_path, body, reason):
         read_off(path)
 
 
-PLY_HEAD = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
-            "element face 1\nproperty list uchar int vertex_indices\nend_header\n")
+PLY_HEAD = (
+    "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+    "element face 1\nproperty list uchar int vertex_indices\nend_header\n"
+)
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("0 0 0\n1 0 0\n0 1\n3 0 1 2\n", "line 12: a vertex row with 2 values"),
-    ("0 0 0\n1 0 0\n0 1 0\n3 0 1\n", "line 13: a face row with 3 values"),
-    ("0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "declares 1 face rows but none gives a triangle"),
-    ("0 0 0\n1 0 0\n0 1 0\n", "expected 1 face rows, the file ends after 0"),
-    ("0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n", "line 13: bad number"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("0 0 0\n1 0 0\n0 1\n3 0 1 2\n", "line 12: a vertex row with 2 values"),
+        ("0 0 0\n1 0 0\n0 1 0\n3 0 1\n", "line 13: a face row with 3 values"),
+        ("0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "declares 1 face rows but none gives a triangle"),
+        ("0 0 0\n1 0 0\n0 1 0\n", "expected 1 face rows, the file ends after 0"),
+        ("0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n", "line 13: bad number"),
+    ],
+)
 def test_ascii_ply_rows_are_checked_against_the_header(tmp_path, body, reason):
     path = tmp_path / "bad.ply"
     path.write_text(PLY_HEAD + body)
@@ -457,8 +482,10 @@ def test_ascii_ply_rows_are_checked_against_the_header(tmp_path, body, reason):
 
 def test_ascii_ply_mixed_polygons_with_extra_values(tmp_path, caplog):
     path = tmp_path / "mixed.ply"
-    path.write_text(PLY_HEAD.replace("vertex 3", "vertex 4").replace("face 1", "face 2")
-                    + "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2 9 9 9\n4 0 1 3 2\n")
+    path.write_text(
+        PLY_HEAD.replace("vertex 3", "vertex 4").replace("face 1", "face 2")
+        + "0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2 9 9 9\n4 0 1 3 2\n"
+    )
     _, triangles = read_ply(path)
     assert triangles.tolist() == [[0, 1, 2], [0, 1, 3], [0, 3, 2]]
     assert "1 face rows carry more values" in caplog.text
@@ -479,9 +506,11 @@ def test_pcd_binary_compressed_damage_is_refused(tmp_path):
     path = tmp_path / "c.pcd"
     path.write_bytes(good)
     np.testing.assert_array_equal(read_pcd(path), np.array([[0, 2, 4], [1, 3, 5]], np.float32))  # field-major
-    for damaged, reason in ((good[:-3], "truncated"), (good.replace(b"POINTS 2", b"POINTS 3"), "differs from"),
-                            (good[:-len(stream) - 8] + struct.pack("<II", len(stream), 2**31) + stream,
-                             "declares 2147483648 bytes")):
+    for damaged, reason in (
+        (good[:-3], "truncated"),
+        (good.replace(b"POINTS 2", b"POINTS 3"), "differs from"),
+        (good[: -len(stream) - 8] + struct.pack("<II", len(stream), 2**31) + stream, "declares 2147483648 bytes"),
+    ):
         path.write_bytes(damaged)
         with pytest.raises(CorruptFileError, match=f"{path}.*{reason}"):
             read_pcd(path)

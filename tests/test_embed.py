@@ -41,8 +41,25 @@ def test_load_encoder_round_trips_a_pretrained_checkpoint(pretrained):
 def test_embed_rows_equal_load_encoder_features(pretrained, tmp_path, capsys):
     path, _ = pretrained
     out = tmp_path / "feats.npy"
-    assert main(["-q", "embed", "--data", "synthetic:7", "--checkpoint", str(path), "--out", str(out),
-                 "--batch-size", "3", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "embed",
+                "--data",
+                "synthetic:7",
+                "--checkpoint",
+                str(path),
+                "--out",
+                str(out),
+                "--batch-size",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "feats.labels.npy" in capsys.readouterr().out
     feats = np.load(out, mmap_mode="r")
     labels = np.load(tmp_path / "feats.labels.npy")
@@ -59,21 +76,68 @@ def test_embed_rows_equal_load_encoder_features(pretrained, tmp_path, capsys):
     assert meta["readout"] == "features" and meta["split"] == "train"
 
     tokens_out = tmp_path / "tokens.npy"
-    assert main(["-q", "embed", "--data", "synthetic:7", "--checkpoint", str(path), "--out", str(tokens_out),
-                 "--tokens", "--split", "test", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "embed",
+                "--data",
+                "synthetic:7",
+                "--checkpoint",
+                str(path),
+                "--out",
+                str(tokens_out),
+                "--tokens",
+                "--split",
+                "test",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     test_points = torch.stack([open_dataset("synthetic:7", "test", encoder.num_points)[i]["points"] for i in range(7)])
     with torch.no_grad():
-        np.testing.assert_allclose(np.load(tokens_out, mmap_mode="r"), encoder.tokens(test_points).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.load(tokens_out, mmap_mode="r"), encoder.tokens(test_points).numpy(), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_embed_errors_are_one_line(pretrained, tmp_path, capsys):
     path, _ = pretrained
-    assert main(["embed", "--data", "synthetic:4", "--checkpoint", str(path), "--out", str(tmp_path / "f.txt"),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--data",
+                "synthetic:4",
+                "--checkpoint",
+                str(path),
+                "--out",
+                str(tmp_path / "f.txt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0] and ".npy" in err[0]
-    assert main(["embed", "--data", "synthetic:4", "--checkpoint", str(tmp_path / "missing.safetensors"),
-                 "--out", str(tmp_path / "f.npy"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--data",
+                "synthetic:4",
+                "--checkpoint",
+                str(tmp_path / "missing.safetensors"),
+                "--out",
+                str(tmp_path / "f.npy"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "missing.safetensors" in capsys.readouterr().err
     assert not (tmp_path / "f.npy").exists()

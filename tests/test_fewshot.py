@@ -27,15 +27,18 @@ def write_folds(root, way: int, shot: int, query: int, folds: int):
     folder.mkdir(parents=True)
     for fold in range(folds):
         support, queries = Shapes(way * shot, seed=10 + fold), Shapes(way * query, seed=100 + fold)
-        content = {split: [(d.points[i].numpy(), int(d.labels[i]), None) for i in range(len(d))]
-                   for split, d in (("train", support), ("test", queries))}
+        content = {
+            split: [(d.points[i].numpy(), int(d.labels[i]), None) for i in range(len(d))]
+            for split, d in (("train", support), ("test", queries))
+        }
         (folder / f"{fold}.pkl").write_bytes(pickle.dumps(content))
     return folder
 
 
 def fewshot_config(tmp_path, data, head: str, *overrides, **fields) -> FewshotConfig:
-    cfg = FewshotConfig(data=str(data), out=str(tmp_path / "fs"), random_init=True, preset="tiny", head=head,
-                        device="cpu", **fields)
+    cfg = FewshotConfig(
+        data=str(data), out=str(tmp_path / "fs"), random_init=True, preset="tiny", head=head, device="cpu", **fields
+    )
     return apply_overrides(cfg, TOY + list(overrides))
 
 
@@ -104,8 +107,27 @@ def test_finetune_head_trains_on_the_support_and_reads_the_query_once_after(tmp_
 def test_cli_fold_files_resume_drawn_episodes_and_errors(tmp_path, capsys):
     write_folds(tmp_path / "folds", way=3, shot=2, query=2, folds=2)
     out = tmp_path / "fs"
-    argv = ["-q", "fewshot", "--data", str(tmp_path / "folds"), "--random-init", "--preset", "tiny",
-            "--out", str(out), "--way", "3", "--shot", "2", "--folds", "2", "--epochs", "1", "--device", "cpu"]
+    argv = [
+        "-q",
+        "fewshot",
+        "--data",
+        str(tmp_path / "folds"),
+        "--random-init",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--way",
+        "3",
+        "--shot",
+        "2",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]
     argv += [a for kv in TOY for a in ("--set", kv)]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
@@ -115,12 +137,39 @@ def test_cli_fold_files_resume_drawn_episodes_and_errors(tmp_path, capsys):
     assert main(argv + ["--resume"]) == 0
     assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
 
-    assert main(["-q", "fewshot", "--data", "synthetic:36", "--random-init", "--preset", "tiny", "--out",
-                 str(tmp_path / "drawn"), "--way", "3", "--shot", "2", "--query", "2", "--folds", "2", "--head",
-                 "linear", "--device", "cpu", "--set", "train.num_points=64"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "fewshot",
+                "--data",
+                "synthetic:36",
+                "--random-init",
+                "--preset",
+                "tiny",
+                "--out",
+                str(tmp_path / "drawn"),
+                "--way",
+                "3",
+                "--shot",
+                "2",
+                "--query",
+                "2",
+                "--folds",
+                "2",
+                "--head",
+                "linear",
+                "--device",
+                "cpu",
+                "--set",
+                "train.num_points=64",
+            ]
+        )
+        == 0
+    )
     drawn = json.loads((tmp_path / "drawn" / "report.json").read_text())
     assert "query from the test split" in drawn["episodes"][0]["episode"]
 
-    assert main(argv[:-len(TOY) * 2] + ["--folds", "5"]) == 2
+    assert main(argv[: -len(TOY) * 2] + ["--folds", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "folds: expected at most 2" in err[0]

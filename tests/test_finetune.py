@@ -24,14 +24,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A tiny encoder learns the three easy classes in ~80 steps of 4 objects; BatchNorm's running statistics
 # need about that many steps to settle, so fewer steps score at chance in eval mode whatever the weights.
-EASY = ["train.epochs=14", "train.batch_size=4", "train.num_points=128", "train.num_workers=0",
-        "train.optim.lr=0.002", "train.optim.warmup_fraction=0.1", "train.head_dropout=0", "train.head_hidden=64",
-        "train.augment.scale=null", "train.augment.translate=0"]
+EASY = [
+    "train.epochs=14",
+    "train.batch_size=4",
+    "train.num_points=128",
+    "train.num_workers=0",
+    "train.optim.lr=0.002",
+    "train.optim.warmup_fraction=0.1",
+    "train.head_dropout=0",
+    "train.head_hidden=64",
+    "train.augment.scale=null",
+    "train.augment.translate=0",
+]
 
 
 def config(tmp_path, *overrides) -> FinetuneConfig:
-    cfg = FinetuneConfig(data="in-memory", out=str(tmp_path / "ft"), random_init=True, preset="tiny", seeds=1,
-                         val_fraction=1 / 3, device="cpu")
+    cfg = FinetuneConfig(
+        data="in-memory",
+        out=str(tmp_path / "ft"),
+        random_init=True,
+        preset="tiny",
+        seeds=1,
+        val_fraction=1 / 3,
+        device="cpu",
+    )
     return apply_overrides(cfg, EASY + list(overrides))
 
 
@@ -48,8 +64,13 @@ def spy_on_fit(monkeypatch, test) -> list[dict]:
     def spy(model, train_set, val_set, *args, **kwargs):
         before = dict(test.reads) if test is not None else None
         result = real(model, train_set, val_set, *args, **kwargs)
-        calls.append({"train": set(train_set.indices.tolist()), "val": set(val_set.indices.tolist()),
-                      "test_read": test is not None and test.reads != before})
+        calls.append(
+            {
+                "train": set(train_set.indices.tolist()),
+                "val": set(val_set.indices.tolist()),
+                "test_read": test is not None and test.reads != before,
+            }
+        )
         return result
 
     monkeypatch.setattr(finetune_run, "fit", spy)
@@ -95,8 +116,9 @@ def test_without_a_test_split_three_disjoint_stratified_parts_are_carved(tmp_pat
     train = Shapes(60, seed=0)
     serve(monkeypatch, train, None)
     calls = spy_on_fit(monkeypatch, None)
-    report = finetune_run.run_finetune(config(tmp_path, "train.epochs=1", "val_fraction=0.25", "test_fraction=0.2"),
-                                       progress=False)
+    report = finetune_run.run_finetune(
+        config(tmp_path, "train.epochs=1", "val_fraction=0.25", "test_fraction=0.2"), progress=False
+    )
     assert report["protocol"].startswith("fine-tune") and "no test split" in report["protocol"]
     (call,) = calls
     test_rows = set(range(60)) - call["train"] - call["val"]
@@ -105,15 +127,32 @@ def test_without_a_test_split_three_disjoint_stratified_parts_are_carved(tmp_pat
 
 
 def test_resume_after_a_kill_ends_with_identical_weights(tmp_path):
-    cfg = config(tmp_path, "train.epochs=3", "train.checkpoint_every=1", "train.head_dropout=0.5",
-                 "train.augment.scale=[0.8, 1.25]", "train.augment.translate=0.2").train  # RNG in every step
+    cfg = config(
+        tmp_path,
+        "train.epochs=3",
+        "train.checkpoint_every=1",
+        "train.head_dropout=0.5",
+        "train.augment.scale=[0.8, 1.25]",
+        "train.augment.translate=0.2",
+    ).train  # RNG in every step
     train, val = Shapes(16, seed=0), Shapes(6, seed=1)
 
     def run(resume: bool):
         torch.manual_seed(0)
         model = PointClassifier(EncoderSource(None, True, "tiny")(), 3, cfg.head_hidden, cfg.head_dropout)
-        result = fit(model, train, val, cfg, out=tmp_path / "fit", seed=0, device=torch.device("cpu"),
-                     num_points=128, augment=cfg.augment.resolve(False), resume=resume, progress=False)
+        result = fit(
+            model,
+            train,
+            val,
+            cfg,
+            out=tmp_path / "fit",
+            seed=0,
+            device=torch.device("cpu"),
+            num_points=128,
+            augment=cfg.augment.resolve(False),
+            resume=resume,
+            progress=False,
+        )
         return model.state_dict(), result
 
     full, full_result = run(resume=False)
@@ -127,9 +166,31 @@ def test_resume_after_a_kill_ends_with_identical_weights(tmp_path):
 
 def test_cli_end_to_end_resume_and_errors(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["-q", "finetune", "--data", "synthetic:48", "--random-init", "--preset", "tiny", "--out", str(out),
-            "--epochs", "1", "--seeds", "2", "--val-fraction", "0.25", "--batch-size", "8", "--device", "cpu",
-            "--set", "train.num_points=64", "--set", "train.num_workers=0"]
+    argv = [
+        "-q",
+        "finetune",
+        "--data",
+        "synthetic:48",
+        "--random-init",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--val-fraction",
+        "0.25",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--set",
+        "train.num_points=64",
+        "--set",
+        "train.num_workers=0",
+    ]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert len(report["accuracy"]["per_seed"]) == 2 and report["splits"][0] == {"train": 36, "val": 12, "test": 48}

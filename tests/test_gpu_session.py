@@ -16,8 +16,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SESSION = REPO / "benchmarks" / "gpu_session.sh"
 PACK = REPO / "benchmarks" / "pack_results.sh"
-STEPS = ["wheels", "env", "build", "tests", "sync", "memcheck", "bench_ops", "bench_attention", "bench_loaders",
-         "bench_train", "bench_cache", "profile", "demo"]
+STEPS = [
+    "wheels",
+    "env",
+    "build",
+    "tests",
+    "sync",
+    "memcheck",
+    "bench_ops",
+    "bench_attention",
+    "bench_loaders",
+    "bench_train",
+    "bench_cache",
+    "profile",
+    "demo",
+]
 CUDA_STEPS = {"build", "tests", "sync", "memcheck"}
 SUITES = ["ops", "attention", "loaders", "train", "cache"]
 MIB16 = 16 * 2**20
@@ -26,8 +39,9 @@ ROW = re.compile(r"^(\S+)\s+(ok|TIMEOUT|FAIL\(\d+\)|skipped \([^)]*\))\s+(\d+)\s
 
 def session(*args: str, python: str = sys.executable, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": python}
-    return subprocess.run(["bash", str(SESSION), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          check=False, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SESSION), *args], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
 def statuses(summary: str) -> dict[str, str]:
@@ -61,8 +75,9 @@ def test_quick_session_runs_every_step_and_packs_one_archive(tmp_path):
         names = set(tar.getnames())
         packed_summary = tar.extractfile("session/summary.txt").read().decode()
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        results = {suite: json.load(tar.extractfile(f"session/bench/bench_{device}_{suite}_quick.json"))
-                   for suite in SUITES}
+        results = {
+            suite: json.load(tar.extractfile(f"session/bench/bench_{device}_{suite}_quick.json")) for suite in SUITES
+        }
         profile = json.load(tar.extractfile("session/profile/summary.json"))
     ran = [step for step in STEPS if expected_status(step) == "ok"]
     assert {f"session/logs/{step}.log" for step in ran} | {"session/archive_manifest.txt"} <= names
@@ -80,24 +95,44 @@ def test_failed_and_timed_out_steps_are_reported_and_the_rest_still_run(tmp_path
     fake.write_text('#!/bin/sh\ncase "$*" in *" bench "*) sleep 60 ;; *) exit 7 ;; esac\n')
     fake.chmod(0o755)
     out = tmp_path / "session"
-    run = session("--quick", "--steps", "env,bench_ops,profile,build", "--limit", "bench_ops=1", "--out", str(out),
-                  python=str(fake), timeout=120)
+    run = session(
+        "--quick",
+        "--steps",
+        "env,bench_ops,profile,build",
+        "--limit",
+        "bench_ops=1",
+        "--out",
+        str(out),
+        python=str(fake),
+        timeout=120,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     # The fake interpreter has no torch: the session sees no CUDA.
-    assert statuses((out / "summary.txt").read_text()) == {"env": "FAIL(7)", "build": "skipped (no CUDA)",
-                                             "bench_ops": "TIMEOUT", "profile": "FAIL(7)"}
+    assert statuses((out / "summary.txt").read_text()) == {
+        "env": "FAIL(7)",
+        "build": "skipped (no CUDA)",
+        "bench_ops": "TIMEOUT",
+        "profile": "FAIL(7)",
+    }
     with tarfile.open(tmp_path / "session.tar.gz") as tar:
-        assert {"session/summary.txt", "session/logs/env.log", "session/logs/bench_ops.log",
-                "session/logs/profile.log"} <= set(tar.getnames())
+        assert {
+            "session/summary.txt",
+            "session/logs/env.log",
+            "session/logs/bench_ops.log",
+            "session/logs/profile.log",
+        } <= set(tar.getnames())
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--steps", "build,nope"], "--steps: unknown step 'nope'"),
-    (["--limit", "tests"], "--limit: expected STEP=SECONDS"),
-    (["--limit", "nope=3"], "--limit: expected STEP=SECONDS"),
-    (["--archive-limit", "0"], "--archive-limit: expected a positive number of bytes"),
-    (["--frobnicate"], "unknown argument --frobnicate"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--steps", "build,nope"], "--steps: unknown step 'nope'"),
+        (["--limit", "tests"], "--limit: expected STEP=SECONDS"),
+        (["--limit", "nope=3"], "--limit: expected STEP=SECONDS"),
+        (["--archive-limit", "0"], "--archive-limit: expected a positive number of bytes"),
+        (["--frobnicate"], "unknown argument --frobnicate"),
+    ],
+)
 def test_bad_arguments_stop_before_any_step(args, needle, tmp_path):
     run = session(*args, "--out", str(tmp_path / "session"), timeout=60)
     assert run.returncode == 2 and needle in run.stderr and len(run.stderr.strip().splitlines()) == 1
@@ -120,13 +155,22 @@ def test_pack_leaves_out_the_largest_files_until_the_archive_fits(tmp_path):
     (results / "profile" / "huge.pickle").write_bytes(os.urandom(200_000))  # over 8x the limit: not even tried
     (results / "small.bin").write_bytes(os.urandom(4_000))
     archive = tmp_path / "results.tar.gz"
-    run = subprocess.run(["bash", str(PACK), str(results), str(archive), "20000"], capture_output=True, text=True,
-                         check=False, timeout=60)
+    run = subprocess.run(
+        ["bash", str(PACK), str(results), str(archive), "20000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert archive.stat().st_size <= 20000
     with tarfile.open(archive) as tar:
-        assert set(tar.getnames()) == {"results/summary.txt", "results/archive_manifest.txt",
-                                       "results/profile/trace.json", "results/small.bin"}
+        assert set(tar.getnames()) == {
+            "results/summary.txt",
+            "results/archive_manifest.txt",
+            "results/profile/trace.json",
+            "results/small.bin",
+        }
         assert tar.extractfile("results/profile/trace.json").read() == b"{}" * 50_000
         manifest = tar.extractfile("results/archive_manifest.txt").read().decode()
     assert "results/profile/snapshot.pickle (40000 bytes)" in manifest
@@ -136,10 +180,20 @@ def test_pack_leaves_out_the_largest_files_until_the_archive_fits(tmp_path):
 def test_pack_refuses_an_archive_inside_the_folder_and_a_limit_nothing_fits(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "summary.txt").write_text("x" * 100)
-    inside = subprocess.run(["bash", str(PACK), str(tmp_path / "r"), str(tmp_path / "r" / "a.tar.gz")],
-                            capture_output=True, text=True, check=False, timeout=60)
+    inside = subprocess.run(
+        ["bash", str(PACK), str(tmp_path / "r"), str(tmp_path / "r" / "a.tar.gz")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert inside.returncode == 2 and "inside DIR" in inside.stderr
-    tiny = subprocess.run(["bash", str(PACK), str(tmp_path / "r"), str(tmp_path / "a.tar.gz"), "10"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    tiny = subprocess.run(
+        ["bash", str(PACK), str(tmp_path / "r"), str(tmp_path / "a.tar.gz"), "10"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert tiny.returncode == 1 and "over the limit of 10" in tiny.stderr
     assert not (tmp_path / "a.tar.gz").exists() and not (tmp_path / "a.tar.gz.partial").exists()

@@ -143,8 +143,8 @@ def modelnet10_features():
         def __getitem__(self, i):
             return data[int(self.rows[i])]
 
-    train_rows = np.concatenate([picked[k * 30:k * 30 + 20] for k in range(len(data.classes))])
-    test_rows = np.concatenate([picked[k * 30 + 20:k * 30 + 30] for k in range(len(data.classes))])
+    train_rows = np.concatenate([picked[k * 30 : k * 30 + 20] for k in range(len(data.classes))])
+    test_rows = np.concatenate([picked[k * 30 + 20 : k * 30 + 30] for k in range(len(data.classes))])
     torch.manual_seed(0)
     model = build("tiny")
     with warnings.catch_warnings():

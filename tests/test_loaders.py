@@ -35,8 +35,7 @@ class PackedLike:
         return len(self.labels_array)
 
     def __getitem__(self, i):
-        return {"points": torch.from_numpy(self.points_array[i].astype(np.float32)),
-                "label": int(self.labels_array[i])}
+        return {"points": torch.from_numpy(self.points_array[i].astype(np.float32)), "label": int(self.labels_array[i])}
 
 
 class Items:
@@ -242,8 +241,9 @@ def test_len_and_drop_last(packed, backend):
 
 
 def test_distributed_shards_cover_the_epoch(packed):
-    shards = [make_loader(packed, 4, backend="device", device="cpu", num_points=8, rank=r, world_size=3)
-              for r in range(3)]
+    shards = [
+        make_loader(packed, 4, backend="device", device="cpu", num_points=8, rank=r, world_size=3) for r in range(3)
+    ]
     assert len({len(s) for s in shards}) == 1
     seen = torch.cat([b["index"] for s in shards for b in s])
     assert len(seen) == 39 and set(seen.tolist()) == set(range(37))

@@ -12,8 +12,18 @@ from crossjepa.data import open_dataset
 
 _NEXT_TO_REPO = Path(__file__).resolve().parents[2] / "shared" / "data" / "modelnet10"
 ROOT = Path(os.environ.get("CROSSJEPA_MODELNET10", _NEXT_TO_REPO))
-COUNTS = {"bathtub": 106, "bed": 515, "chair": 889, "desk": 200, "dresser": 200, "monitor": 465,
-          "night_stand": 200, "sofa": 680, "table": 392, "toilet": 344}
+COUNTS = {
+    "bathtub": 106,
+    "bed": 515,
+    "chair": 889,
+    "desk": 200,
+    "dresser": 200,
+    "monitor": 465,
+    "night_stand": 200,
+    "sofa": 680,
+    "table": 392,
+    "toilet": 344,
+}
 
 pytestmark = pytest.mark.skipif(not ROOT.is_dir(), reason=f"ModelNet10 not found at {ROOT}")
 

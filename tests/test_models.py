@@ -125,8 +125,10 @@ def test_encoder_runs_once_per_object_and_predictor_batches_views(tiny):
     b, v = 4, 6
     pts, poses, hist = inputs(b, v, tiny.config.tokenizer.num_points, seed=1)
     encoder_batches, block_batches = [], []
-    hooks = [tiny.encoder.tokenizer.register_forward_hook(lambda m, i, o: encoder_batches.append(i[0].shape[0])),
-             tiny.predictor.blocks[0].register_forward_hook(lambda m, i, o: block_batches.append(i[0].shape[0]))]
+    hooks = [
+        tiny.encoder.tokenizer.register_forward_hook(lambda m, i, o: encoder_batches.append(i[0].shape[0])),
+        tiny.predictor.blocks[0].register_forward_hook(lambda m, i, o: block_batches.append(i[0].shape[0])),
+    ]
     try:
         tiny(pts, poses, hist)
     finally:

@@ -58,17 +58,25 @@ int main() {
 
 
 @pytest.mark.skipif(CXX is None or sys.platform == "win32", reason="needs g++ or c++ and POSIX threads")
-@pytest.mark.parametrize("flags, form", [
-    (["-std=c++20"], "std"),
-    (["-std=c++17"], "futex" if sys.platform.startswith("linux") else "condvar"),
-    (["-std=c++17", "-DCROSSJEPA_PORTABLE_WAIT"], "condvar"),
-])
+@pytest.mark.parametrize(
+    "flags, form",
+    [
+        (["-std=c++20"], "std"),
+        (["-std=c++17"], "futex" if sys.platform.startswith("linux") else "condvar"),
+        (["-std=c++17", "-DCROSSJEPA_PORTABLE_WAIT"], "condvar"),
+    ],
+)
 def test_turns_pass_between_sleeping_threads(tmp_path, flags, form):
     source = tmp_path / "turns.cpp"
     source.write_text(PROGRAM.replace("ROUNDS", str(ROUNDS)))
     binary = tmp_path / "turns"
-    build = subprocess.run([CXX, *flags, "-O2", "-pthread", "-I", str(CSRC), str(source), "-o", str(binary)],
-                           capture_output=True, text=True, check=False, timeout=120)
+    build = subprocess.run(
+        [CXX, *flags, "-O2", "-pthread", "-I", str(CSRC), str(source), "-o", str(binary)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(binary)], capture_output=True, text=True, check=False, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -15,8 +15,7 @@ from crossjepa.ops import ReferenceFallbackWarning
 from crossjepa.perf.references import ConvPatchEmbed, conv_patch_embed, with_conv_patch_embed
 from crossjepa.train.checkpoint import load_pretrained, save_weights
 
-CFG = TokenizerConfig(num_points=128, num_groups=8, group_size=16, local_hidden=24, local_out=32,
-                      global_hidden=48)
+CFG = TokenizerConfig(num_points=128, num_groups=8, group_size=16, local_hidden=24, local_out=32, global_hidden=48)
 WIDTH = 40
 
 
@@ -67,7 +66,7 @@ def test_outputs_statistics_and_gradients_match_conv1d(dtype, tol):
     old = conv_patch_embed(new, CFG)
     x = neighbourhoods(seed=4, dtype=dtype)
     weights = torch.randn(3, CFG.num_groups, WIDTH, dtype=dtype)
-    for step in range(2):  # train mode twice: the running statistics update identically
+    for _ in range(2):  # train mode twice: the running statistics update identically
         xs = [x.clone().requires_grad_(True) for _ in range(2)]
         outs = [new(xs[0]), old(xs[1])]
         torch.testing.assert_close(outs[0], outs[1], rtol=tol, atol=tol)
@@ -129,8 +128,9 @@ def test_an_old_checkpoint_file_loads_through_load_pretrained(tmp_path):
     points = torch.nn.functional.normalize(torch.randn(2, loaded.config.tokenizer.num_points, 3), dim=-1)
     old_model.eval(), loaded.eval()
     with torch.no_grad():
-        torch.testing.assert_close(loaded.encoder.features(points), old_model.encoder.features(points),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            loaded.encoder.features(points), old_model.encoder.features(points), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_one_point_per_group_and_one_group():

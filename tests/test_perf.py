@@ -24,14 +24,38 @@ from crossjepa.perf.load import SPIN, spinners
 from crossjepa.perf.timing import measure
 
 REPO = Path(__file__).resolve().parents[1]
-ROW_KEYS = {"suite", "name", "impl", "shape", "backend", "threads", "load", "median_ms", "min_ms", "max_ms",
-            "repeats", "throughput", "unit", "peak_mem_mb", "mem_kind", "ratio_vs", "ratio", "ratios", "target",
-            "meets_target", "agrees", "note"}
-RESULT_KEYS = {"schema", "runner", "device", "quick", "suites", "loads", "options", "complete", "env", "wall_s",
-               "rows"}
+ROW_KEYS = {
+    "suite",
+    "name",
+    "impl",
+    "shape",
+    "backend",
+    "threads",
+    "load",
+    "median_ms",
+    "min_ms",
+    "max_ms",
+    "repeats",
+    "throughput",
+    "unit",
+    "peak_mem_mb",
+    "mem_kind",
+    "ratio_vs",
+    "ratio",
+    "ratios",
+    "target",
+    "meets_target",
+    "agrees",
+    "note",
+}
+RESULT_KEYS = {"schema", "runner", "device", "quick", "suites", "loads", "options", "complete", "env", "wall_s", "rows"}
 STAGES = {"data", "tokenizer", "encoder", "predictor", "loss", "backward", "optimizer", "other"}
-CPU_OPS_PAIRS = {("fps", "crossjepa", "fpsample loop", 2, 2.0), ("fps", "crossjepa", "fpsample", 1, 5.0),
-                 ("knn", "crossjepa", "cdist+topk", 2, 3.0), ("group", "crossjepa", "cdist+topk+gather", 2, None)}
+CPU_OPS_PAIRS = {
+    ("fps", "crossjepa", "fpsample loop", 2, 2.0),
+    ("fps", "crossjepa", "fpsample", 1, 5.0),
+    ("knn", "crossjepa", "cdist+topk", 2, 3.0),
+    ("group", "crossjepa", "cdist+topk+gather", 2, None),
+}
 
 
 def spinning_children() -> set[int]:
@@ -57,8 +81,11 @@ def _assert_ratios_and_throughputs_agree_with_the_medians(rows):
         for ref, ratio in row["ratios"].items():
             other = measured[(suite, name, shape, load, ref)]
             assert ratio == pytest.approx(other["median_ms"] / row["median_ms"]), (name, impl, ref)
-            assert row["throughput"] * row["median_ms"] == pytest.approx(
-                other["throughput"] * other["median_ms"]), (name, impl, ref)
+            assert row["throughput"] * row["median_ms"] == pytest.approx(other["throughput"] * other["median_ms"]), (
+                name,
+                impl,
+                ref,
+            )
             compared += 1
         if row["ratio_vs"] is not None:
             assert row["ratio"] == row["ratios"][row["ratio_vs"]], (name, impl)
@@ -75,40 +102,77 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
     assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
     assert result["complete"] and result["quick"] and result["device"] == "cpu" and result["loads"] == [0]
     env = result["env"]
-    assert {"device_name", "torch", "triton", "numpy", "fpsample", "python", "cpu", "torch_threads", "git",
-            "date", "threading_env"} <= set(env)
+    assert {
+        "device_name",
+        "torch",
+        "triton",
+        "numpy",
+        "fpsample",
+        "python",
+        "cpu",
+        "torch_threads",
+        "git",
+        "date",
+        "threading_env",
+    } <= set(env)
     assert env["threading_env"]["GOMP_SPINCOUNT"] == "12345" and set(env["git"]) == {"commit", "dirty"}
     rows = result["rows"]
     assert {r["suite"] for r in rows} == {"ops", "attention", "loaders", "train", "cache", "probe"}
     assert all(set(r) == ROW_KEYS and r["load"] == 0 for r in rows)
     ops_rows = [r for r in rows if r["suite"] == "ops"]
-    assert {(r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in ops_rows
-            if r["ratio_vs"]} == CPU_OPS_PAIRS
+    assert {
+        (r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in ops_rows if r["ratio_vs"]
+    } == CPU_OPS_PAIRS
     assert all(r["agrees"] for r in ops_rows if r["ratio_vs"])  # FPS: fpsample's indices exactly
     assert all(r["meets_target"] == (r["ratio"] >= r["target"]) for r in ops_rows if r["target"])
     by_key = {(r["name"], r["impl"]): r for r in rows}
     # The rows' RSS peaks are this process's (in MB): within its lifetime peak (getrusage, KiB on Linux; /proc
     # and getrusage count resident pages slightly differently).
     lifetime_peak_mb = 1.02 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for key in [("fps", "crossjepa"), ("knn", "cdist+topk"), ("loader epoch", "per-file np.load"),
-                ("loader epoch", "packed torch"), ("train step", "crossjepa"), ("train step", "eager fp32 reference"),
-                ("tokenizer fwd+bwd", "Point-MAE style"), ("cache: build", "build_cache")]:
+    for key in [
+        ("fps", "crossjepa"),
+        ("knn", "cdist+topk"),
+        ("loader epoch", "per-file np.load"),
+        ("loader epoch", "packed torch"),
+        ("train step", "crossjepa"),
+        ("train step", "eager fp32 reference"),
+        ("tokenizer fwd+bwd", "Point-MAE style"),
+        ("cache: build", "build_cache"),
+    ]:
         row = by_key[key]
         assert row["min_ms"] <= row["median_ms"] <= row["max_ms"], key
         assert row["mem_kind"] == "rss_peak" and row["peak_mem_mb"] <= lifetime_peak_mb, key
     _assert_ratios_and_throughputs_agree_with_the_medians(rows)
     step = by_key[("train step", "crossjepa")]
     assert step["ratio_vs"] == "eager fp32 reference" and step["ratio"] == pytest.approx(
-        by_key[("train step", "eager fp32 reference")]["median_ms"] / step["median_ms"])
+        by_key[("train step", "eager fp32 reference")]["median_ms"] / step["median_ms"]
+    )
     assert by_key[("train step", "reference compile bf16")]["median_ms"] is None
     assert by_key[("attention fwd+bwd", "triton fused")]["note"] == "needs CUDA"
 
 
 def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     out = tmp_path / "results"
-    run = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/bench_ops.py", "-q", "-p", "no:cacheprovider",
-                          "--bench-device", "cpu", "--bench-quick", "--bench-out", str(out)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/bench_ops.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--bench-device",
+            "cpu",
+            "--bench-quick",
+            "--bench-out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     result = json.loads((out / "pytest_cpu_ops_quick.json").read_text())
     assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
@@ -116,8 +180,9 @@ def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     rows = result["rows"]
     assert all(set(r) == ROW_KEYS for r in rows) and all(r["repeats"] == 2 for r in rows)
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
-    assert {(r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in rows
-            if r["ratio_vs"]} == CPU_OPS_PAIRS
+    assert {
+        (r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in rows if r["ratio_vs"]
+    } == CPU_OPS_PAIRS
     assert all(r["agrees"] for r in rows if r["ratio_vs"])
     _assert_ratios_and_throughputs_agree_with_the_medians(rows)
 
@@ -131,8 +196,10 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
         return real_run_suite(name, settings, on_row)
 
     monkeypatch.setattr(perf_bench, "run_suite", run_suite)
-    assert main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1", "--out", str(tmp_path)])
+        == 0
+    )
     assert seen == [(0, 0), (1, 1)] and not spinning_children()
     summary = capsys.readouterr().out.split("speed-up over the reference by load")[1]
     assert "crossjepa vs fpsample (target 5x):  load 0: " in summary and "x  load 1: " in summary
@@ -183,14 +250,17 @@ def test_profile_cpu_writes_trace_table_png_summary(tmp_path, capsys, one_thread
         assert image.format == "PNG" and image.size[0] > 500 and image.size[1] > 300
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["bench", "--device", "cpu", "--suite", "ops,gpu"], "--suite"),
-    (["bench", "--device", "cpu", "--suite", "nope"], "--suite"),
-    (["bench", "--device", "cpu", "--load", "-1"], "--load"),
-    (["bench", "--device", "cpu", "--load", "0,x"], "--load"),
-    (["profile", "--device", "cpu", "--steps", "0"], "--steps"),
-    (["bench", "--device", "cpu", "--case-budget", "-1"], "--case-budget"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "--device", "cpu", "--suite", "ops,gpu"], "--suite"),
+        (["bench", "--device", "cpu", "--suite", "nope"], "--suite"),
+        (["bench", "--device", "cpu", "--load", "-1"], "--load"),
+        (["bench", "--device", "cpu", "--load", "0,x"], "--load"),
+        (["profile", "--device", "cpu", "--steps", "0"], "--steps"),
+        (["bench", "--device", "cpu", "--case-budget", "-1"], "--case-budget"),
+    ],
+)
 def test_bad_arguments_give_one_line(argv, needle, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -232,8 +302,7 @@ def test_run_case_records_how_many_repeats_the_budget_let_run(tmp_path):
     from crossjepa.perf.case import Case, Settings, returning
     from crossjepa.perf.suites import run_case
 
-    case = Case("sleep", "50 ms", "-", "time.sleep", 1, "calls/s", returning(lambda: time.sleep(0.05)),
-                repeats=(1, 50))
+    case = Case("sleep", "50 ms", "-", "time.sleep", 1, "calls/s", returning(lambda: time.sleep(0.05)), repeats=(1, 50))
     row = run_case("test", case, Settings(torch.device("cpu"), False, tmp_path, budget_s=0.3))
     assert 1 <= row["repeats"] < 50 and row["note"] == f"{row['repeats']} of 50 repeats in the 0.3 s case budget"
     fast = Case("noop", "noop", "-", "python", 1, "calls/s", returning(lambda: None), repeats=(1, 5))
@@ -251,8 +320,24 @@ def test_bench_reports_each_case_and_keeps_the_rows_of_a_run_cut_short(tmp_path,
         raise RuntimeError("the machine went away")
 
     monkeypatch.setitem(suites.SUITES, "ops", two_cases_then_fail)
-    assert main(["bench", "--device", "cpu", "--quick", "--suite", "ops", "--case-budget", "5", "--compile",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--quick",
+                "--suite",
+                "ops",
+                "--case-budget",
+                "5",
+                "--compile",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the machine went away" in err
     progress = [line for line in err.splitlines() if line.startswith("[ops] fps | ")]
@@ -297,8 +382,15 @@ def test_environment_outside_a_checkout(monkeypatch, tmp_path):
 
 
 def test_table_lists_unmeasured_rows():
-    row = {"suite": "train", "name": "train step", "impl": "reference compile bf16", "shape": "s", "backend": "b",
-           "median_ms": None, "note": "GPU only"}
+    row = {
+        "suite": "train",
+        "name": "train step",
+        "impl": "reference compile bf16",
+        "shape": "s",
+        "backend": "b",
+        "median_ms": None,
+        "note": "GPU only",
+    }
     assert "not measured: GPU only" in format_table([row])
 
 
@@ -310,8 +402,11 @@ def test_memory_timeline_gpu_panels(tmp_path):
     alloc = (1000 + 500 * torch.rand(80, generator=g)).tolist()
     samples = [(ti, 400.0 + 10 * ti, a, a + 256.0) for ti, a in zip(t, alloc)]
     steps = [(0.1 * i, 0.1 * i + 0.09) for i in range(10)]
-    spans = [(stage, a + 0.01 * k, a + 0.01 * (k + 1)) for a, _ in steps
-             for k, stage in enumerate(["data", "tokenizer", "encoder", "predictor", "backward", "optimizer"])]
+    spans = [
+        (stage, a + 0.01 * k, a + 0.01 * (k + 1))
+        for a, _ in steps
+        for k, stage in enumerate(["data", "tokenizer", "encoder", "predictor", "backward", "optimizer"])
+    ]
     path = plot_memory_timeline(tmp_path / "m.png", samples, steps, spans, "synthetic GPU samples")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[1] > 600  # GPU panel + host panel + stage lane
@@ -321,13 +416,32 @@ def test_memory_timeline_gpu_panels(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_profile_and_bench_on_cuda(tmp_path):
     out = tmp_path / "prof"
-    assert main(["-q", "profile", "--device", "cuda", "--steps", "3", "--preset", "tiny", "--batch-size", "16",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "profile",
+                "--device",
+                "cuda",
+                "--steps",
+                "3",
+                "--preset",
+                "tiny",
+                "--batch-size",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step_ms"]["timer"] == "cuda events" and summary["peak_memory"]["cuda_max_allocated_mb"] > 0
     assert summary["stages"]["backward"]["device_ms"] > 0 and (out / "memory_snapshot.pickle").stat().st_size > 0
-    assert main(["-q", "bench", "--device", "cuda", "--quick", "--suite", "ops,attention,train",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(["-q", "bench", "--device", "cuda", "--quick", "--suite", "ops,attention,train", "--out", str(tmp_path)])
+        == 0
+    )
     rows = json.loads((tmp_path / "bench_cuda_ops_attention_train_quick.json").read_text())["rows"]
     assert all(r["agrees"] for r in rows if r["suite"] in ("ops", "attention") and r["ratio_vs"])
     assert next(r for r in rows if r["impl"] == "triton fused")["ratio"] > 0

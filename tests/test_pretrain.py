@@ -31,14 +31,38 @@ def cache_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("cache") / "cache"
     teacher = load_teacher("vit_tiny_patch16_224", random_init=True, image_size=32, pooling="mean")
-    return build_cache(open_dataset(DATA, split="train"), out, teacher, num_views=4, batch_size=64,
-                       progress=False)
+    return build_cache(open_dataset(DATA, split="train"), out, teacher, num_views=4, batch_size=64, progress=False)
 
 
 def _pretrain_cmd(cache: Path, out: Path, steps: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "crossjepa", "-q", "pretrain", "--data", DATA, "--cache", str(cache),
-            "--out", str(out), "--preset", "tiny", "--max-steps", str(steps), "--batch-size", "8",
-            "--checkpoint-every", "2", "--device", "cpu", "--set", "log_every=1", "--set", "num_workers=0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "crossjepa",
+        "-q",
+        "pretrain",
+        "--data",
+        DATA,
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "log_every=1",
+        "--set",
+        "num_workers=0",
+        *extra,
+    ]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -72,8 +96,9 @@ def test_sigkill_then_resume_is_bit_identical(cache_dir, tmp_path):
     subprocess.run(_pretrain_cmd(cache_dir, reference, steps), check=True, env=_env(), timeout=300)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_pretrain_cmd(cache_dir, killed, steps), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _pretrain_cmd(cache_dir, killed, steps), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     latest = killed / "checkpoints" / "latest"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -95,13 +120,36 @@ def test_sigkill_then_resume_is_bit_identical(cache_dir, tmp_path):
 
 def test_torchrun_two_cpu_processes_train_the_same_weights(cache_dir, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           str(REPO / "tests" / "torchrun_pretrain.py"), "-q", "pretrain", "--data", DATA, "--cache", str(cache_dir),
-           "--out", str(out), "--preset", "tiny", "--max-steps", "3", "--batch-size", "8", "--device", "cpu",
-           "--set", "num_workers=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        str(REPO / "tests" / "torchrun_pretrain.py"),
+        "-q",
+        "pretrain",
+        "--data",
+        DATA,
+        "--cache",
+        str(cache_dir),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--set",
+        "num_workers=0",
+    ]
     subprocess.run(cmd, check=True, env=_env(), timeout=300)
-    saved, rank0, rank1 = (load_file(str(out / name)) for name in
-                           ("model.safetensors", "rank0.safetensors", "rank1.safetensors"))
+    saved, rank0, rank1 = (
+        load_file(str(out / name)) for name in ("model.safetensors", "rank0.safetensors", "rank1.safetensors")
+    )
     assert rank0.keys() == rank1.keys() and rank0.keys() <= saved.keys()
     for name in rank0:  # DDP kept the replicas identical, and rank 0 saved them
         assert torch.equal(rank0[name], rank1[name]), name
@@ -131,8 +179,9 @@ def test_bad_inputs_give_one_line(cache_dir, tmp_path):
     for extra, needle in cases:
         args = ["pretrain", "--data", DATA, "--out", str(tmp_path / "x"), "--device", "cpu", "--max-steps", "1"]
         args = args + extra
-        res = subprocess.run([sys.executable, "-m", "crossjepa", *args], env=_env(), capture_output=True,
-                             text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-m", "crossjepa", *args], env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert res.returncode != 0
         err = res.stderr.strip().splitlines()
         assert err and "Traceback" not in res.stderr, res.stderr
@@ -169,14 +218,22 @@ def _inject(monkeypatch, bad_calls: dict[int, str]) -> None:
 def _config(cache_dir, out, **kw):
     from crossjepa.train.config import TrainConfig
 
-    base = dict(data=DATA, cache=str(cache_dir), out=str(out), preset="tiny", batch_size=8, device="cpu",
-                num_workers=0, checkpoint_every=2, log_every=10)
+    base = dict(
+        data=DATA,
+        cache=str(cache_dir),
+        out=str(out),
+        preset="tiny",
+        batch_size=8,
+        device="cpu",
+        num_workers=0,
+        checkpoint_every=2,
+        log_every=10,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("what", ["loss", "gradient"])
-def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path, monkeypatch, one_thread,
-                                                                 what):
+def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path, monkeypatch, one_thread, what):
     from crossjepa.train.pretrain import pretrain
 
     out = tmp_path / "run"
@@ -210,8 +267,13 @@ def test_nonfinite_skip_counts_the_skipped_steps_and_applies_the_rest(cache_dir,
 def test_cli_nonfinite_stop_is_one_line(cache_dir, tmp_path):
     out = tmp_path / "run"
     # A learning rate this high leaves finite (huge) weights after step 1 and overflows at step 2.
-    res = subprocess.run(_pretrain_cmd(cache_dir, out, 6, "--lr", "1e30", "--checkpoint-every", "1"), env=_env(),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        _pretrain_cmd(cache_dir, out, 6, "--lr", "1e30", "--checkpoint-every", "1"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "step 2: non-finite" in lines[0], res.stderr
@@ -219,8 +281,10 @@ def test_cli_nonfinite_stop_is_one_line(cache_dir, tmp_path):
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000001"
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs CUDA"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
 def test_training_steps_make_no_host_sync(cache_dir, tmp_path, monkeypatch, one_thread, device):
     """Between log intervals the loop reads nothing back from the device: targets come with the batch (sliced
     in the loader worker), clouds are checked finite where they enter, and the non-finite guard (on: "stop")
@@ -243,8 +307,9 @@ def test_training_steps_make_no_host_sync(cache_dir, tmp_path, monkeypatch, one_
 
     monkeypatch.setattr(TrainStep, "__call__", counted)
     reads = HostReads(label=lambda: done[0])
-    config = _config(cache_dir, tmp_path / "run", max_steps=steps, log_every=100, checkpoint_every=100,
-                     num_workers=1, device=device)
+    config = _config(
+        cache_dir, tmp_path / "run", max_steps=steps, log_every=100, checkpoint_every=100, num_workers=1, device=device
+    )
     try:
         with reads:
             pretrain(config, progress=False)

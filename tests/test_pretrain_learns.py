@@ -31,11 +31,23 @@ def test_heldout_r2_rises_clearly_above_the_constant_predictor(tmp_path):
     # A random-init ResNet's pooled features depend on the object's shape (random-feature extractor), so they
     # are a learnable target without pretrained weights.
     teacher = load_teacher("resnet10t", random_init=True, image_size=48)
-    cache = build_cache(open_dataset(DATA, split="train"), tmp_path / "cache", teacher, num_views=4,
-                        batch_size=64, progress=False)
-    cfg = TrainConfig(data=DATA, cache=str(cache), out=str(tmp_path / "run"), preset="tiny", batch_size=16,
-                      max_steps=240, heldout_fraction=0.1, log_every=20, checkpoint_every=240, device="cpu",
-                      num_workers=0, optim=OptimConfig(lr=1e-3, warmup_fraction=0.1))
+    cache = build_cache(
+        open_dataset(DATA, split="train"), tmp_path / "cache", teacher, num_views=4, batch_size=64, progress=False
+    )
+    cfg = TrainConfig(
+        data=DATA,
+        cache=str(cache),
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        batch_size=16,
+        max_steps=240,
+        heldout_fraction=0.1,
+        log_every=20,
+        checkpoint_every=240,
+        device="cpu",
+        num_workers=0,
+        optim=OptimConfig(lr=1e-3, warmup_fraction=0.1),
+    )
     pretrain(cfg, progress=False)
     records = [json.loads(x) for x in (tmp_path / "run" / "heldout.jsonl").read_text().splitlines()]
     assert [r["objects"] for r in records] == [12] * len(records) and records[-1]["step"] == 240

@@ -67,8 +67,9 @@ def test_C_is_chosen_without_test_data(monkeypatch):
     for x in seen:
         assert {row.tobytes() for row in x} <= train_rows
     # Test labels and features cannot move C or the CV score.
-    shuffled = linear_probe(x_train, y_train, rng.permutation(x_test), rng.permutation(y_test),
-                            seeds=(0, 1), folds=4, Cs=CS)
+    shuffled = linear_probe(
+        x_train, y_train, rng.permutation(x_test), rng.permutation(y_test), seeds=(0, 1), folds=4, Cs=CS
+    )
     assert shuffled["C"] == first["C"] and shuffled["cv_accuracy"] == first["cv_accuracy"]
 
 
@@ -151,8 +152,9 @@ def test_extract_features_is_seeded_and_restores_mode(quiet):
 def test_probe_encoder_end_to_end(quiet):
     torch.manual_seed(0)
     model = build("tiny")
-    result = probe_encoder(model, Clouds(24, seed=1), Clouds(12, seed=2), seeds=(0, 1), folds=3, Cs=CS,
-                           batch_size=12, progress=False)
+    result = probe_encoder(
+        model, Clouds(24, seed=1), Clouds(12, seed=2), seeds=(0, 1), folds=3, Cs=CS, batch_size=12, progress=False
+    )
     per_seed = result["accuracy"]["per_seed"]
     assert len(per_seed) == 2 and result["accuracy"]["mean"] == pytest.approx(np.mean(per_seed))
     assert result["accuracy"]["std"] == pytest.approx(np.std(per_seed))

@@ -9,7 +9,7 @@ import os
 import re
 import struct
 import tracemalloc
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,13 @@ from crossjepa.data.formats.pointfiles import read_cloud_file
 
 REAL = Path(__file__).parent / "data" / "real"
 # CROSSJEPA_FUZZ_EXAMPLES raises the examples per test for a longer hunt; CI keeps the bounded default
-FUZZ = settings(max_examples=int(os.environ.get("CROSSJEPA_FUZZ_EXAMPLES", 25)), deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("CROSSJEPA_FUZZ_EXAMPLES", 25)),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 # Reading a seed file allocates at most ~0.1 MiB (tracemalloc counts numpy's arrays too); an array of a damaged
 # header's count (2**31 and up) would be GiBs.
 ALLOC_LIMIT = 16 * 2**20
@@ -33,7 +38,7 @@ def literal_lzf(raw: bytes) -> bytes:
     """A valid LZF stream made only of literal runs (chunks of at most 32 bytes)."""
     out = bytearray()
     for i in range(0, len(raw), 32):
-        chunk = raw[i:i + 32]
+        chunk = raw[i : i + 32]
         out += bytes([len(chunk) - 1]) + chunk
     return bytes(out)
 
@@ -44,11 +49,15 @@ def pcd(mode: str) -> bytes:
     table = np.zeros(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("c", "<u1", (2,)), ("d", "<f8")])
     table["x"], table["y"], table["z"] = rng.normal(size=(3, n)).astype(np.float32)
     table["c"], table["d"] = 7, rng.random(n)
-    head = (f"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z c d\nSIZE 4 4 4 1 8\nTYPE F F F U F\nCOUNT 1 1 1 2 1\n"
-            f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {mode}\n").encode()
+    head = (
+        f"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z c d\nSIZE 4 4 4 1 8\nTYPE F F F U F\nCOUNT 1 1 1 2 1\n"
+        f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {mode}\n"
+    ).encode()
     if mode == "ascii":
-        return head + "".join(f"{r[0]!r} {r[1]!r} {r[2]!r} {r[3][0]} {r[3][1]} {r[4]!r}\n"
-                              for r in table.tolist()).encode()
+        return (
+            head
+            + "".join(f"{r[0]!r} {r[1]!r} {r[2]!r} {r[3][0]} {r[3][1]} {r[4]!r}\n" for r in table.tolist()).encode()
+        )
     if mode == "binary":
         return head + table.tobytes()
     raw = b"".join(table[name].tobytes() for name in table.dtype.names)  # field-major
@@ -61,9 +70,12 @@ FACES = "3 0 1 2\n3 0 1 3\n3 0 2 3\n4 1 2 3 1\n"
 
 
 def ply(fmt: str, faces: bool = True) -> bytes:
-    head = (f"ply\nformat {fmt} 1.0\ncomment fuzz seed\nelement vertex 4\nproperty float x\nproperty float y\n"
-            f"property float z\n" + ("element face 4\nproperty list uchar int vertex_indices\n" if faces else "")
-            + "end_header\n").encode()
+    head = (
+        f"ply\nformat {fmt} 1.0\ncomment fuzz seed\nelement vertex 4\nproperty float x\nproperty float y\n"
+        f"property float z\n"
+        + ("element face 4\nproperty list uchar int vertex_indices\n" if faces else "")
+        + "end_header\n"
+    ).encode()
     if fmt == "ascii":
         return head + (TETRA + (FACES if faces else "")).encode()
     order = "<" if fmt == "binary_little_endian" else ">"
@@ -81,7 +93,7 @@ def npy() -> bytes:
     return buf.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def seeds() -> dict:
     """name -> (suffix, bytes, is_text). Written here, plus a few small real files."""
     made = {
@@ -97,8 +109,12 @@ def seeds() -> dict:
         "xyz": (".xyz", b"1 2 3\n4 5 6\n7 8 10\n-1 0 2\n", True),
         "npy": (".npy", npy(), False),
     }
-    for name, is_text in (("trimesh/points_ascii.ply", True), ("trimesh/whitespace.off", True),
-                          ("pcl/brisk_keypoints_gt.pcd", False), ("pcl/curve_close.pcd", False)):
+    for name, is_text in (
+        ("trimesh/points_ascii.ply", True),
+        ("trimesh/whitespace.off", True),
+        ("pcl/brisk_keypoints_gt.pcd", False),
+        ("pcl/curve_close.pcd", False),
+    ):
         path = REAL / name
         if path.is_file():
             made[name] = (path.suffix.lower(), path.read_bytes(), is_text)
@@ -160,6 +176,7 @@ def header_end(data: bytes) -> int:
 
 # ---- the properties ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", SEED_NAMES)
 def test_seeds_read(tmp_path, name):
     original(tmp_path, name)
@@ -183,7 +200,7 @@ def test_empty_file(tmp_path, name):
 @given(data=st.data())
 def test_truncated(tmp_path, name, data):
     raw = seeds()[name][1]
-    check(tmp_path, name, raw[:data.draw(st.integers(0, len(raw) - 1))])
+    check(tmp_path, name, raw[: data.draw(st.integers(0, len(raw) - 1))])
 
 
 @pytest.mark.parametrize("name", SEED_NAMES)
@@ -212,7 +229,7 @@ def test_wrong_counts(tmp_path, name, data):
         return
     hit = data.draw(st.sampled_from(numbers))
     value = data.draw(COUNTS)
-    mutated = raw[:hit.start()] + str(value).encode() + raw[hit.end():]
+    mutated = raw[: hit.start()] + str(value).encode() + raw[hit.end() :]
     points = check(tmp_path, name, mutated)
     if points is not None and seeds()[name][0] in (".off", ".pcd") and mutated != raw:
         np.testing.assert_array_equal(points, original(tmp_path, name))
@@ -229,7 +246,7 @@ def test_bad_values_in_text(tmp_path, name, data):
     numbers = [m for m in re.finditer(rb"-?\d+(\.\d+)?", raw) if m.start() >= end]
     hit = data.draw(st.sampled_from(numbers))
     token = data.draw(st.sampled_from([b"nan", b"inf", b"-inf", b"1e400", b"NaN", b"0x10", b"1.5", b"-2", b"\xff"]))
-    check(tmp_path, name, raw[:hit.start()] + token + raw[hit.end():])
+    check(tmp_path, name, raw[: hit.start()] + token + raw[hit.end() :])
 
 
 @pytest.mark.parametrize("name", [n for n in SEED_NAMES if not seeds()[n][2]])
@@ -241,7 +258,7 @@ def test_nan_inf_in_binary(tmp_path, name, data):
     if start >= len(raw) - 4:
         return
     at = data.draw(st.integers(start, len(raw) - 4))
-    raw[at:at + 4] = struct.pack("<f", data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")])))
+    raw[at : at + 4] = struct.pack("<f", data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")])))
     check(tmp_path, name, bytes(raw))
 
 
@@ -263,6 +280,7 @@ def test_crlf_and_blank_lines_change_nothing(tmp_path, name):
 
 
 # ---- the LZF decoder on its own ----------------------------------------------------------------------------
+
 
 @FUZZ
 @given(raw=st.binary(max_size=600), repeat=st.integers(1, 40))

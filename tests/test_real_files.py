@@ -35,6 +35,7 @@ def real(name: str) -> Path:
 
 # ---- geometry helpers --------------------------------------------------------------------------------------
 
+
 def fan(polygons) -> np.ndarray:
     """Fan triangulation from corner 0 (what OFF/PLY/OBJ polygons mean), written independently of the readers."""
     return np.array([(p[0], p[k], p[k + 1]) for p in polygons for k in range(1, len(p) - 1)], dtype=np.int64)
@@ -61,7 +62,7 @@ def distance_to_surface(points: np.ndarray, corners: np.ndarray, chunk: int = 64
 
     out = []
     for start in range(0, len(points), chunk):
-        p = points[start:start + chunk, None, :].astype(np.float64)
+        p = points[start : start + chunk, None, :].astype(np.float64)
         height = ((p - a) * n).sum(-1) / nn
         q = p - height[..., None] * n  # projection on the plane
         inside = np.ones(height.shape, bool)
@@ -84,6 +85,7 @@ def assert_on_surface(points, corners, rel=1e-6):
 
 # ---- PLY vs plyfile ----------------------------------------------------------------------------------------
 
+
 def plyfile_mesh(path):
     plyfile = pytest.importorskip("plyfile")
     data = plyfile.PlyData.read(str(path))
@@ -95,8 +97,9 @@ def plyfile_mesh(path):
     return vertices, fan(data["face"]["vertex_indices"])
 
 
-@pytest.mark.parametrize("name", ["trimesh/fuze.ply", "trimesh/points_ascii.ply", "trimesh/points_bin.ply",
-                                  "trimesh/points_emptyface.ply"])
+@pytest.mark.parametrize(
+    "name", ["trimesh/fuze.ply", "trimesh/points_ascii.ply", "trimesh/points_bin.ply", "trimesh/points_emptyface.ply"]
+)
 def test_ply_matches_plyfile(name):
     path = real(name)
     vertices, triangles = read_ply(path)
@@ -122,8 +125,9 @@ def test_ascii_ply_with_undeclared_values_reads_like_its_binary_twin(caplog):
     np.testing.assert_array_equal(triangles, twin_triangles)
     np.testing.assert_allclose(vertices, twin_vertices, atol=1e-6)
     reference = trimesh.load(str(path), process=False)  # splits vertices by texture coordinate: compare corners
-    np.testing.assert_allclose(triangle_set(vertices[triangles]),
-                               triangle_set(np.asarray(reference.vertices)[reference.faces]), atol=2e-5)
+    np.testing.assert_allclose(
+        triangle_set(vertices[triangles]), triangle_set(np.asarray(reference.vertices)[reference.faces]), atol=2e-5
+    )
     assert_on_surface(samples(path), twin_vertices[twin_triangles], rel=1e-5)
 
 
@@ -138,10 +142,15 @@ def test_ply_tristrips_written_by_plyfile(tmp_path):
     expected = {(4, 0, 5), (5, 0, 1), (5, 1, 6), (6, 1, 2), (6, 2, 7), (7, 2, 3)}
     for text in (True, False):
         path = tmp_path / f"strips_{text}.ply"
-        plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex"),
-                         plyfile.PlyElement.describe(strip, "tristrips",
-                                                     len_types={"vertex_indices": "u1"},
-                                                     val_types={"vertex_indices": "i4"})], text=text).write(str(path))
+        plyfile.PlyData(
+            [
+                plyfile.PlyElement.describe(vertex, "vertex"),
+                plyfile.PlyElement.describe(
+                    strip, "tristrips", len_types={"vertex_indices": "u1"}, val_types={"vertex_indices": "i4"}
+                ),
+            ],
+            text=text,
+        ).write(str(path))
         vertices, triangles = read_ply(path)
         assert {tuple(t) for t in triangles.tolist()} == expected
         points = samples(path, 2000)
@@ -151,8 +160,10 @@ def test_ply_tristrips_written_by_plyfile(tmp_path):
 
 # ---- OFF vs trimesh ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["trimesh/whitespace.off", "trimesh/comments.off", "geomview/br2.off",
-                                  "geomview/vertcube.off"])
+
+@pytest.mark.parametrize(
+    "name", ["trimesh/whitespace.off", "trimesh/comments.off", "geomview/br2.off", "geomview/vertcube.off"]
+)
 def test_off_matches_trimesh(name):
     path = real(name)
     vertices, triangles = read_off(path)
@@ -160,8 +171,9 @@ def test_off_matches_trimesh(name):
     np.testing.assert_allclose(vertices, reference.vertices, rtol=0, atol=1e-12)
     assert len(triangles) == len(reference.faces)
     assert_on_surface(samples(path), np.asarray(reference.vertices)[reference.faces])
-    assert_on_surface(reference.sample(300, seed=0) if hasattr(reference, "sample") else reference.vertices,
-                      vertices[triangles])
+    assert_on_surface(
+        reference.sample(300, seed=0) if hasattr(reference, "sample") else reference.vertices, vertices[triangles]
+    )
 
 
 def test_off_glued_header_is_read():
@@ -236,8 +248,10 @@ def test_off_spec_parser_follows_wrapped_faces(tmp_path):
     lines = original.read_text().splitlines(keepends=True)
     start = next(i for i, ln in enumerate(lines) if ln.startswith("5\t"))
     wrapped = tmp_path / "br2_wrapped.off"
-    wrapped.write_text("".join(lines[:start]) + "".join(
-        ln.replace(" ", "\n", 2) if ln.startswith("5\t") else ln for ln in lines[start:]))
+    wrapped.write_text(
+        "".join(lines[:start])
+        + "".join(ln.replace(" ", "\n", 2) if ln.startswith("5\t") else ln for ln in lines[start:])
+    )
     ref_vertices, faces, colours = off_spec_parse(original)
     assert off_spec_parse(wrapped)[1:] == (faces, colours)
     vertices, triangles = read_off(wrapped)
@@ -247,8 +261,18 @@ def test_off_spec_parser_follows_wrapped_faces(tmp_path):
 
 # ---- PCD vs pypcd4 -----------------------------------------------------------------------------------------
 
-PCD_FILES = ["bun0.pcd", "curve3d.pcd", "colored_cloud.pcd", "office1_keypoints.pcd", "curve_close.pcd",
-             "pcl_logo.pcd", "milk_color.pcd", "ism_train.pcd", "brisk_keypoints_gt.pcd", "2d_erosion_binary.pcd"]
+PCD_FILES = [
+    "bun0.pcd",
+    "curve3d.pcd",
+    "colored_cloud.pcd",
+    "office1_keypoints.pcd",
+    "curve_close.pcd",
+    "pcl_logo.pcd",
+    "milk_color.pcd",
+    "ism_train.pcd",
+    "brisk_keypoints_gt.pcd",
+    "2d_erosion_binary.pcd",
+]
 
 
 def pypcd4_points(path):
@@ -285,6 +309,7 @@ def test_pcd_binary_compressed_with_nan_written_by_pypcd4(tmp_path):
 
 # ---- STL / OBJ / glTF: our trimesh-based reader vs parsers written here from the specs ---------------------
 
+
 def stl_triangles(path) -> np.ndarray:
     data = path.read_bytes()
     count = struct.unpack_from("<I", data, 80)[0] if len(data) >= 84 else -1
@@ -312,12 +337,16 @@ def gltf_triangles(path) -> np.ndarray:
     raw = path.read_bytes()
     if raw[:4] == b"glTF":
         n = struct.unpack_from("<I", raw, 12)[0]
-        doc, blob = json.loads(raw[20:20 + n]), raw[20 + n + 8:]
+        doc, blob = json.loads(raw[20 : 20 + n]), raw[20 + n + 8 :]
         buffers = [blob]
     else:
         doc = json.loads(raw)
-        buffers = [base64.b64decode(b["uri"].split(",", 1)[1]) if b["uri"].startswith("data:")
-                   else (path.parent / b["uri"]).read_bytes() for b in doc["buffers"]]
+        buffers = [
+            base64.b64decode(b["uri"].split(",", 1)[1])
+            if b["uri"].startswith("data:")
+            else (path.parent / b["uri"]).read_bytes()
+            for b in doc["buffers"]
+        ]
 
     def accessor(k):
         acc = doc["accessors"][k]
@@ -334,9 +363,13 @@ def gltf_triangles(path) -> np.ndarray:
         if "matrix" in node:
             return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
         x, y, z, w = node.get("rotation", [0, 0, 0, 1])
-        r = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        r = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        )
         m = np.eye(4)
         m[:3, :3] = r * np.array(node.get("scale", [1, 1, 1]))
         m[:3, 3] = node.get("translation", [0, 0, 0])
@@ -354,8 +387,12 @@ def gltf_triangles(path) -> np.ndarray:
             if mode == 4:  # triangles
                 idx = order.reshape(-1, 3)
             elif mode == 5:  # triangle strip: every second triangle flipped
-                idx = np.array([(order[i], order[i + 1], order[i + 2]) if i % 2 == 0 else
-                                (order[i + 1], order[i], order[i + 2]) for i in range(len(order) - 2)])
+                idx = np.array(
+                    [
+                        (order[i], order[i + 1], order[i + 2]) if i % 2 == 0 else (order[i + 1], order[i], order[i + 2])
+                        for i in range(len(order) - 2)
+                    ]
+                )
             else:
                 raise AssertionError(f"primitive mode {mode} not handled by this test parser")
             out.append((pos @ world[:3, :3].T + world[:3, 3])[idx])
@@ -367,12 +404,17 @@ def gltf_triangles(path) -> np.ndarray:
     return np.concatenate(out)
 
 
-MESHES = [("trimesh/7_8ths_cube.stl", stl_triangles), ("trimesh/unit_sphere.STL", stl_triangles),
-          ("trimesh/two_objects_mixed_case_names.stl", stl_triangles), ("trimesh/fuze.obj", obj_triangles),
-          ("trimesh/two_objects.obj", obj_triangles),
-          ("trimesh/nested.glb", gltf_triangles), ("trimesh/cube.glb", gltf_triangles),
-          ("trimesh/rgb_cube_with_primitives.gltf", gltf_triangles),
-          ("trimesh/Mesh_PrimitiveMode_04.gltf", gltf_triangles)]
+MESHES = [
+    ("trimesh/7_8ths_cube.stl", stl_triangles),
+    ("trimesh/unit_sphere.STL", stl_triangles),
+    ("trimesh/two_objects_mixed_case_names.stl", stl_triangles),
+    ("trimesh/fuze.obj", obj_triangles),
+    ("trimesh/two_objects.obj", obj_triangles),
+    ("trimesh/nested.glb", gltf_triangles),
+    ("trimesh/cube.glb", gltf_triangles),
+    ("trimesh/rgb_cube_with_primitives.gltf", gltf_triangles),
+    ("trimesh/Mesh_PrimitiveMode_04.gltf", gltf_triangles),
+]
 
 
 @pytest.mark.parametrize("name, reference", MESHES, ids=[m[0] for m in MESHES])
@@ -403,9 +445,16 @@ def test_missing_mesh_extra_says_what_to_install(monkeypatch):
 
 # ---- the class-folder layout and the CLI ------------------------------------------------------------------
 
-MIXED = ["pcl/pcl_logo.pcd", "pcl/bun0.pcd", "trimesh/fuze_ascii.ply", "trimesh/points_bin.ply",
-         "geomview/br2.off", "trimesh/nested.glb", "trimesh/7_8ths_cube.stl",
-         "trimesh/two_objects.obj"]
+MIXED = [
+    "pcl/pcl_logo.pcd",
+    "pcl/bun0.pcd",
+    "trimesh/fuze_ascii.ply",
+    "trimesh/points_bin.ply",
+    "geomview/br2.off",
+    "trimesh/nested.glb",
+    "trimesh/7_8ths_cube.stl",
+    "trimesh/two_objects.obj",
+]
 
 
 @pytest.fixture
@@ -430,8 +479,27 @@ def test_render_on_a_mixed_folder(mixed_folder, tmp_path, one_thread):
     from crossjepa.cli import main
 
     out = tmp_path / "views"
-    assert main(["-q", "render", "--data", str(mixed_folder), "--out", str(out), "--objects", "8", "--views", "1",
-                 "--image-size", "32", "--num-points", "128"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "render",
+                "--data",
+                str(mixed_folder),
+                "--out",
+                str(out),
+                "--objects",
+                "8",
+                "--views",
+                "1",
+                "--image-size",
+                "32",
+                "--num-points",
+                "128",
+            ]
+        )
+        == 0
+    )
     assert (out / "view_grid.png").is_file()
 
 
@@ -440,7 +508,24 @@ def test_render_names_a_bad_file(mixed_folder, tmp_path, capsys, one_thread):
 
     bad = mixed_folder / "meshes" / "train" / "00_broken.off"
     bad.write_text("OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n")  # one face short
-    assert main(["-q", "render", "--data", str(mixed_folder), "--out", str(tmp_path / "v"), "--objects", "8",
-                 "--views", "1", "--image-size", "32"]) != 0
+    assert (
+        main(
+            [
+                "-q",
+                "render",
+                "--data",
+                str(mixed_folder),
+                "--out",
+                str(tmp_path / "v"),
+                "--objects",
+                "8",
+                "--views",
+                "1",
+                "--image-size",
+                "32",
+            ]
+        )
+        != 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0]

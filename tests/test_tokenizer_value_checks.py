@@ -17,8 +17,9 @@ pytestmark = pytest.mark.skipif(C is None, reason="crossjepa._C not built")
 
 @pytest.mark.parametrize("fps_start", ["zero", "random"])
 def test_tokenizer_runs_no_value_check(fps_start):
-    cfg = TokenizerConfig(num_points=256, num_groups=16, group_size=8, fps_start=fps_start, local_hidden=8,
-                          local_out=8, global_hidden=8)
+    cfg = TokenizerConfig(
+        num_points=256, num_groups=16, group_size=8, fps_start=fps_start, local_hidden=8, local_out=8, global_hidden=8
+    )
     tokenizer = Tokenizer(cfg, width=16)
     points = torch.randn(3, 256, 3)
     before = C.value_check_count()

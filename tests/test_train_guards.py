@@ -18,19 +18,22 @@ from crossjepa.train.config import TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("log_every=0", "log_every: expected a positive int, got 0"),
-    ("checkpoint_every=0", "checkpoint_every: expected a positive int, got 0"),
-    ("batch_size=-4", "batch_size"),
-    ("max_steps=0", "max_steps"),
-    ("num_workers=-1", "num_workers"),
-    ("nonfinite=ignore", "nonfinite"),
-    ("device=gpu", "device"),
-    ("optim.lr=0", "optim.lr"),
-    ("optim.betas=[0.9, 1.5]", "optim.betas"),
-    ("optim.warmup_fraction=2", "optim.warmup_fraction"),
-    ("optim.grad_clip=-1", "optim.grad_clip"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("log_every=0", "log_every: expected a positive int, got 0"),
+        ("checkpoint_every=0", "checkpoint_every: expected a positive int, got 0"),
+        ("batch_size=-4", "batch_size"),
+        ("max_steps=0", "max_steps"),
+        ("num_workers=-1", "num_workers"),
+        ("nonfinite=ignore", "nonfinite"),
+        ("device=gpu", "device"),
+        ("optim.lr=0", "optim.lr"),
+        ("optim.betas=[0.9, 1.5]", "optim.betas"),
+        ("optim.warmup_fraction=2", "optim.warmup_fraction"),
+        ("optim.grad_clip=-1", "optim.grad_clip"),
+    ],
+)
 def test_bad_config_values_are_one_line_errors(override, needle):
     with pytest.raises(ValueError, match=needle.replace("[", r"\[")) as err:
         apply_overrides(TrainConfig(), [override])
@@ -45,9 +48,26 @@ def test_bad_config_values_fail_directly_too():
 
 def test_cli_rejects_log_every_zero_with_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-m", "crossjepa", "pretrain", "--data", "synthetic:8", "--cache",
-                          str(tmp_path), "--out", str(tmp_path / "run"), "--set", "log_every=0"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossjepa",
+            "pretrain",
+            "--data",
+            "synthetic:8",
+            "--cache",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "log_every=0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2
     assert res.stderr.strip() == "crossjepa pretrain: error: log_every: expected a positive int, got 0"
 
@@ -75,8 +95,9 @@ def _same(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("backend", ["torch", "device"])
 def test_fast_forward_yields_the_same_batches_without_reading_the_skipped_ones(backend):
     data = SpyDataset(30)
-    loader = make_loader(data, 4, backend=backend, augment=True, num_points=32, seed=3, drop_last=True,
-                         device="cpu", num_workers=0)
+    loader = make_loader(
+        data, 4, backend=backend, augment=True, num_points=32, seed=3, drop_last=True, device="cpu", num_workers=0
+    )
     loader.set_epoch(1)
     full = list(loader)
     assert len(full) == 7

@@ -76,8 +76,9 @@ def test_heldout_objects_are_drawn_outside_the_unseen_ones():
     assert not set(held) & set(unseen) and not set(train) & set(unseen) and not set(train) & set(held)
     assert sorted(set(train) | set(held) | set(unseen)) == list(range(100))
     # Without unseen objects, the draw of every earlier run (so their held-out R^2 stays comparable).
-    assert np.array_equal(split_heldout(100, 0.05, seed=3)[1],
-                          np.sort(np.random.default_rng([3, 7919]).permutation(100)[:5]))
+    assert np.array_equal(
+        split_heldout(100, 0.05, seed=3)[1], np.sort(np.random.default_rng([3, 7919]).permutation(100)[:5])
+    )
 
 
 def test_unseen_fraction_is_validated():
@@ -111,8 +112,8 @@ class Recording:
 
 def test_pretraining_never_reads_an_unseen_object(cache_dir, tmp_path, monkeypatch, one_thread):
     import crossjepa.train.pretrain as pretrain_module
-    from crossjepa.train.config import TrainConfig
     from crossjepa.data.targets import CachedTargets
+    from crossjepa.train.config import TrainConfig
 
     recording = Recording(open_dataset(DATA, split="train"))
     monkeypatch.setattr(pretrain_module, "open_dataset", lambda spec, split: recording)
@@ -130,8 +131,19 @@ def test_pretraining_never_reads_an_unseen_object(cache_dir, tmp_path, monkeypat
     monkeypatch.setattr(CachedTargets, "read", read_spy)
     monkeypatch.setattr(pretrain_module, "heldout_scores", scores_spy)
     out = tmp_path / "run"
-    cfg = TrainConfig(data=DATA, cache=str(cache_dir), out=str(out), preset="tiny", batch_size=8, device="cpu",
-                      num_workers=0, max_steps=8, unseen_fraction=0.25, unseen_seed=1, heldout_fraction=0.1)
+    cfg = TrainConfig(
+        data=DATA,
+        cache=str(cache_dir),
+        out=str(out),
+        preset="tiny",
+        batch_size=8,
+        device="cpu",
+        num_workers=0,
+        max_steps=8,
+        unseen_fraction=0.25,
+        unseen_seed=1,
+        heldout_fraction=0.1,
+    )
     pretrain_module.pretrain(cfg, progress=False)
 
     record = json.loads((out / "unseen_objects.json").read_text())
@@ -152,15 +164,52 @@ def test_unseen_command_writes_the_carve_pretrain_writes(cache_dir, tmp_path, mo
     from crossjepa.train.pretrain import pretrain
 
     run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--data", DATA, "--cache", str(cache_dir), "--out", str(run), "--preset", "tiny",
-                 "--batch-size", "8", "--device", "cpu", "--max-steps", "1", "--set", "num_workers=0",
-                 "--unseen-fraction", "0.25", "--unseen-seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "pretrain",
+                "--data",
+                DATA,
+                "--cache",
+                str(cache_dir),
+                "--out",
+                str(run),
+                "--preset",
+                "tiny",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--max-steps",
+                "1",
+                "--set",
+                "num_workers=0",
+                "--unseen-fraction",
+                "0.25",
+                "--unseen-seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     carved = tmp_path / "unseen.json"
     assert main(["-q", "unseen", "--data", DATA, "--fraction", "0.25", "--seed", "3", "--out", str(carved)]) == 0
     assert json.loads(carved.read_text()) == json.loads((run / "unseen_objects.json").read_text())
     # A later run in the same folder without a carve removes the file that no longer describes it.
-    pretrain(TrainConfig(data=DATA, cache=str(cache_dir), out=str(run), preset="tiny", batch_size=8, device="cpu",
-                         num_workers=0, max_steps=1), progress=False)
+    pretrain(
+        TrainConfig(
+            data=DATA,
+            cache=str(cache_dir),
+            out=str(run),
+            preset="tiny",
+            batch_size=8,
+            device="cpu",
+            num_workers=0,
+            max_steps=1,
+        ),
+        progress=False,
+    )
     assert not (run / "unseen_objects.json").exists()
 
 
@@ -186,9 +235,10 @@ def test_probe_fits_on_the_other_objects_and_scores_on_the_unseen_ones(tmp_path,
 
     monkeypatch.setattr(probe_run, "probe_encoder", spy)
     torch.manual_seed(0)
-    report = probe_run.probe_checkpoint(DATA, random_init=True, preset="tiny", seeds=1, folds=2, unseen=str(path),
-                                        device="cpu", progress=False)
-    (train_set, test_set), = seen
+    report = probe_run.probe_checkpoint(
+        DATA, random_init=True, preset="tiny", seeds=1, folds=2, unseen=str(path), device="cpu", progress=False
+    )
+    ((train_set, test_set),) = seen
     assert np.array_equal(test_set.indices, unseen)
     assert np.array_equal(train_set.indices, np.setdiff1d(np.arange(48), unseen))
     full = open_dataset(DATA, split="train")
@@ -233,18 +283,39 @@ def test_an_unseen_file_of_other_data_is_one_clear_error(tmp_path, capsys):
     from crossjepa.cli import main
 
     path = _carve_file(tmp_path)
-    with pytest.raises(ValueError, match=r"--unseen .*carved from dataset synthetic-\w+ \(48 objects\), not "
-                                         r"--data's synthetic-\w+ \(40 objects\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"--unseen .*carved from dataset synthetic-\w+ \(48 objects\), not "
+        r"--data's synthetic-\w+ \(40 objects\)",
+    ):
         read_unseen(path, open_dataset("synthetic:40", split="train"))
     out = tmp_path / "probe.json"
-    code = main(["-q", "probe", "--data", "synthetic:40", "--random-init", "--preset", "tiny", "--unseen", str(path),
-                 "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "-q",
+            "probe",
+            "--data",
+            "synthetic:40",
+            "--random-init",
+            "--preset",
+            "tiny",
+            "--unseen",
+            str(path),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--unseen" in err[0] and "40 objects" in err[0], err
     assert not out.exists()
     other = tmp_path / "other.json"
-    for text, needle in (("{", "not a JSON file"), ('{"format": "x"}', "expected an unseen-objects file"),
-                         (json.dumps({**json.loads(path.read_text()), "objects": [3, 2]}), "sorted distinct")):
+    for text, needle in (
+        ("{", "not a JSON file"),
+        ('{"format": "x"}', "expected an unseen-objects file"),
+        (json.dumps({**json.loads(path.read_text()), "objects": [3, 2]}), "sorted distinct"),
+    ):
         other.write_text(text)
         with pytest.raises(ValueError, match=needle):
             read_unseen(other, open_dataset(DATA, split="train"))

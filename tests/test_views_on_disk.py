@@ -119,11 +119,11 @@ def test_flat_layout_suffix_and_chosen_azimuths(tmp_path):
     for name in ("02691156-1a04", "02691156-1a32"):
         for az in (0, 12, 24):
             smooth_image(rng, "L").save(view_path(tmp_path, name, az, "_depth0001", flat=True))
-    views = ViewsOnDisk(tmp_path, ["02691156-1a32", "02691156-1a04"], suffix="_depth0001", image_size=8,
-                        backend="pil")
+    views = ViewsOnDisk(tmp_path, ["02691156-1a32", "02691156-1a04"], suffix="_depth0001", image_size=8, backend="pil")
     assert views.flat and views.azimuths == [0, 12, 24] and len(views) == 2
-    images, poses = ViewsOnDisk(tmp_path, ["02691156-1a04"], suffix="_depth0001", azimuths=[24], image_size=8,
-                                backend="pil")([0])
+    images, poses = ViewsOnDisk(
+        tmp_path, ["02691156-1a04"], suffix="_depth0001", azimuths=[24], image_size=8, backend="pil"
+    )([0])
     assert images.shape == (1, 1, 3, 8, 8) and torch.equal(images[0, 0], views([1])[0][0, 2])
     assert (images[:, :, 0] == images[:, :, 2]).all()  # grey expanded to RGB
 

@@ -24,6 +24,8 @@ status = main(argv)
 if status:
     sys.exit(status)
 out = argv[argv.index("--out") + 1]
-save_file({name: p.detach().contiguous() for name, p in models[0].named_parameters()},
-          os.path.join(out, f"rank{os.environ['RANK']}.safetensors"))
+save_file(
+    {name: p.detach().contiguous() for name, p in models[0].named_parameters()},
+    os.path.join(out, f"rank{os.environ['RANK']}.safetensors"),
+)
 sys.exit(status)

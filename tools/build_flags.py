@@ -24,9 +24,16 @@ ARCH_ENV = "TORCH_CUDA_ARCH_LIST"
 CXX_FLAGS = ("-O3", "-ffp-contract=off")
 # After our own flags, the ones torch's BuildExtension adds to every nvcc call: the CMake build and the
 # compile check do not go through it, so they need them spelled out.
-NVCC_FLAGS = ("-O3", "-fmad=false", "-lineinfo", "--expt-relaxed-constexpr", "-D__CUDA_NO_HALF_OPERATORS__",
-              "-D__CUDA_NO_HALF_CONVERSIONS__", "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
-              "-D__CUDA_NO_HALF2_OPERATORS__")
+NVCC_FLAGS = (
+    "-O3",
+    "-fmad=false",
+    "-lineinfo",
+    "--expt-relaxed-constexpr",
+    "-D__CUDA_NO_HALF_OPERATORS__",
+    "-D__CUDA_NO_HALF_CONVERSIONS__",
+    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+    "-D__CUDA_NO_HALF2_OPERATORS__",
+)
 
 _ENTRY = re.compile(r"(\d+)\.(\d)([af]?)(\+PTX)?")
 
@@ -42,8 +49,10 @@ def parse_arch_list(spec: str) -> list[tuple[str, bool]]:
     for item in re.split(r"[;\s]+", spec.strip()):
         match = _ENTRY.fullmatch(item)
         if match is None:
-            raise ValueError(f"{ARCH_ENV}: expected entries like 8.0, 9.0a or 9.0+PTX separated by ';' or "
-                             f"spaces, got {item!r} in {spec!r}")
+            raise ValueError(
+                f"{ARCH_ENV}: expected entries like 8.0, 9.0a or 9.0+PTX separated by ';' or "
+                f"spaces, got {item!r} in {spec!r}"
+            )
         archs.append((match.group(1) + match.group(2) + match.group(3), match.group(4) is not None))
     return archs
 
@@ -64,8 +73,12 @@ def cmake_architectures(spec: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"nvcc": lambda spec: NVCC_FLAGS, "cxx": lambda spec: CXX_FLAGS, "gencode": gencode_flags,
-                "cmake-archs": lambda spec: [cmake_architectures(spec)]}
+    commands = {
+        "nvcc": lambda spec: NVCC_FLAGS,
+        "cxx": lambda spec: CXX_FLAGS,
+        "gencode": gencode_flags,
+        "cmake-archs": lambda spec: [cmake_architectures(spec)],
+    }
     if len(argv) not in (1, 2) or argv[0] not in commands:
         print(f"usage: build_flags.py {{{'|'.join(commands)}}} [ARCH_LIST]", file=sys.stderr)
         return 2

@@ -28,8 +28,14 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FPS_PATHS = {"warp": 1024, "block": 8192, "global": None}  # path -> largest N it takes
 KNN_PATHS = {"register": (32, None), "sort": (None, 4096), "select": (None, None)}  # path -> (max k, max N)
 FPS_CASES = [(3, 1, 1), (3, 33, 17), (2, 1000, 64), (2, 4097, 50)]  # (B, N, M)
-KNN_CASES = [(2, 5, 1, 1), (2, 17, 33, 8), (2, 40, 1000, 32), (1, 9, 700, 700), (1, 3, 5000, 40),
-             (1, 2, 4500, 4100)]  # (B, M queries, N, k)
+KNN_CASES = [
+    (2, 5, 1, 1),
+    (2, 17, 33, 8),
+    (2, 40, 1000, 32),
+    (1, 9, 700, 700),
+    (1, 3, 5000, 40),
+    (1, 2, 4500, 4100),
+]  # (B, M queries, N, k)
 GROUP_CASES = [(2, 5, 1, 1), (2, 16, 1000, 32), (1, 8, 300, 300)]  # (B, M centers, N, k)
 
 
@@ -162,11 +168,16 @@ def main(argv=None) -> int:
         print("sanitize_ops: --device cuda: no CUDA device is available", file=sys.stderr)
         return 2
     on_gpu = device.type == "cuda"
-    print(f"sanitize_ops on {device} ({torch.cuda.get_device_name(device) if on_gpu else 'CPU'}); backends: "
-          + ", ".join(f"{op}={ops.backend(op, device)}" for op in ("farthest_point_sample", "knn", "group")))
+    print(
+        f"sanitize_ops on {device} ({torch.cuda.get_device_name(device) if on_gpu else 'CPU'}); backends: "
+        + ", ".join(f"{op}={ops.backend(op, device)}" for op in ("farthest_point_sample", "knn", "group"))
+    )
     failures: list[str] = []
-    for op, check, paths in (("fps", check_fps, FPS_PATHS), ("knn", check_knn, KNN_PATHS),
-                             ("group", check_group, KNN_PATHS)):
+    for op, check, paths in (
+        ("fps", check_fps, FPS_PATHS),
+        ("knn", check_knn, KNN_PATHS),
+        ("group", check_group, KNN_PATHS),
+    ):
         for path in list(paths) if on_gpu else [None]:
             before = len(failures)
             count = check(device, path, failures)

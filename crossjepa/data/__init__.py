@@ -9,8 +9,16 @@ from .formats import open_dataset
 from .packed import PackedDataset
 from .packing import pack
 
-__all__ = ["open_dataset", "make_loader", "pack", "PackedDataset", "PointCloudDataset", "SyntheticShapes",
-           "CorruptFileError", "SplitNotFound"]
+__all__ = [
+    "open_dataset",
+    "make_loader",
+    "pack",
+    "PackedDataset",
+    "PointCloudDataset",
+    "SyntheticShapes",
+    "CorruptFileError",
+    "SplitNotFound",
+]
 
 
 def __getattr__(name):

@@ -11,9 +11,22 @@ from .loaders import BACKENDS, BatchPlan, DeviceLoader, Loader, TorchLoader
 from .transforms import AugmentConfig
 
 
-def make_loader(dataset, batch_size: int, backend: str = "torch", shuffle: bool = True, augment=False,
-                num_points: int = 1024, seed: int = 0, drop_last: bool = False, device=None, *,
-                num_workers: Optional[int] = None, rank: int = 0, world_size: int = 1, targets=None) -> Loader:
+def make_loader(
+    dataset,
+    batch_size: int,
+    backend: str = "torch",
+    shuffle: bool = True,
+    augment=False,
+    num_points: int = 1024,
+    seed: int = 0,
+    drop_last: bool = False,
+    device=None,
+    *,
+    num_workers: Optional[int] = None,
+    rank: int = 0,
+    world_size: int = 1,
+    targets=None,
+) -> Loader:
     """Batches of `dataset` (see loaders.py's module docstring for what every backend yields).
 
     augment: False, True (AugmentConfig defaults: rotation about the up axis + jitter) or an AugmentConfig.

@@ -33,8 +33,10 @@ from .subsample import draw_subset, keyed_generator, prefix_indices
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
 UP_AXES = ("x", "y", "z")
-_TO_Y_UP = {"x": np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], np.float32),
-            "z": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float32)}  # rows: new x, y, z
+_TO_Y_UP = {
+    "x": np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], np.float32),
+    "z": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float32),
+}  # rows: new x, y, z
 
 
 class CorruptFileError(ValueError):
@@ -82,9 +84,18 @@ class PointCloudDataset(Dataset):
 
     up_axis = "y"  # the stored clouds' up axis; a reader whose layout has another convention sets its own
 
-    def __init__(self, names: Sequence[str], labels, classes: Optional[Sequence[str]], split: str, *,
-                 num_points: Optional[int] = None, normalize: bool = True, seed: int = 0,
-                 up_axis: Optional[str] = None):
+    def __init__(
+        self,
+        names: Sequence[str],
+        labels,
+        classes: Optional[Sequence[str]],
+        split: str,
+        *,
+        num_points: Optional[int] = None,
+        normalize: bool = True,
+        seed: int = 0,
+        up_axis: Optional[str] = None,
+    ):
         self.names = list(names)
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if len(self.labels) != len(self.names):
@@ -97,8 +108,9 @@ class PointCloudDataset(Dataset):
         self.seed = int(seed)
         if up_axis is not None:
             if up_axis not in UP_AXES:
-                raise ValueError(f"up_axis: expected one of {', '.join(UP_AXES)} (or None: the format's own), "
-                                 f"got {up_axis!r}")
+                raise ValueError(
+                    f"up_axis: expected one of {', '.join(UP_AXES)} (or None: the format's own), got {up_axis!r}"
+                )
             self.up_axis = up_axis
         self._fingerprint = None
 
@@ -152,8 +164,15 @@ class PointCloudDataset(Dataset):
         read per cloud is left out, so a cache built from 2048-point renders matches the same data read at 1024."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            head = {"kind": self.kind, "split": self.split, "up_axis": self.up_axis,
-                    "normalize": self.normalize, "seed": self.seed, "classes": self.classes, "names": self.names}
+            head = {
+                "kind": self.kind,
+                "split": self.split,
+                "up_axis": self.up_axis,
+                "normalize": self.normalize,
+                "seed": self.seed,
+                "classes": self.classes,
+                "names": self.names,
+            }
             h.update(json.dumps(head, sort_keys=True).encode())
             h.update(self.labels.tobytes())
             for i in sorted({0, len(self) // 2, len(self) - 1} if len(self) else ()):
@@ -162,8 +181,10 @@ class PointCloudDataset(Dataset):
         return self._fingerprint
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(objects={len(self)}, split={self.split!r}, "
-                f"classes={None if self.classes is None else len(self.classes)}, num_points={self.num_points})")
+        return (
+            f"{type(self).__name__}(objects={len(self)}, split={self.split!r}, "
+            f"classes={None if self.classes is None else len(self.classes)}, num_points={self.num_points})"
+        )
 
 
 class ArrayDataset(PointCloudDataset):

@@ -40,8 +40,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int, name: str) 
     try:
         kept, held = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
     except ValueError as err:  # too few objects per class for a stratified part
-        raise ValueError(f"{name}: cannot carve a stratified {fraction:g} part from {len(labels)} objects "
-                         f"({str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"{name}: cannot carve a stratified {fraction:g} part from {len(labels)} objects "
+            f"({str(err).splitlines()[0]})"
+        ) from None
     return np.sort(kept), np.sort(held)
 
 
@@ -53,16 +55,22 @@ def carve_unseen(dataset, fraction: float, seed: int, name: str = "unseen_fracti
     try:
         labels = dataset_labels(dataset)
     except ValueError:
-        raise ValueError(f"{name}: the unseen objects are carved stratified by label, and --data has "
-                         "unlabelled objects") from None
+        raise ValueError(
+            f"{name}: the unseen objects are carved stratified by label, and --data has unlabelled objects"
+        ) from None
     _, unseen = stratified_split(labels, fraction, seed, name)
     classes = getattr(dataset, "classes", None)
     counts = Counter(labels[unseen].tolist())
-    return {"format": UNSEEN_FORMAT, "version": UNSEEN_VERSION,
-            "dataset": {"fingerprint": str(dataset.fingerprint()), "num_objects": len(dataset)},
-            "fraction": fraction, "seed": seed, "num_unseen": len(unseen),
-            "class_counts": {(classes[c] if classes else str(c)): counts[c] for c in sorted(counts)},
-            "objects": [int(i) for i in unseen]}
+    return {
+        "format": UNSEEN_FORMAT,
+        "version": UNSEEN_VERSION,
+        "dataset": {"fingerprint": str(dataset.fingerprint()), "num_objects": len(dataset)},
+        "fraction": fraction,
+        "seed": seed,
+        "num_unseen": len(unseen),
+        "class_counts": {(classes[c] if classes else str(c)): counts[c] for c in sorted(counts)},
+        "objects": [int(i) for i in unseen],
+    }
 
 
 def read_unseen(path: str | Path, dataset, arg: str = "--unseen") -> tuple[np.ndarray, dict]:
@@ -72,8 +80,9 @@ def read_unseen(path: str | Path, dataset, arg: str = "--unseen") -> tuple[np.nd
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{arg} {path}: no such file (pretrain --unseen-fraction or `crossjepa unseen` "
-                                "writes it)") from None
+        raise FileNotFoundError(
+            f"{arg} {path}: no such file (pretrain --unseen-fraction or `crossjepa unseen` writes it)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{arg} {path}: not a JSON file ({err})") from None
     if not isinstance(record, dict) or record.get("format") != UNSEEN_FORMAT:
@@ -82,10 +91,14 @@ def read_unseen(path: str | Path, dataset, arg: str = "--unseen") -> tuple[np.nd
         raise ValueError(f"{arg} {path}: expected version {UNSEEN_VERSION}, got {record.get('version')!r}")
     want, have = record.get("dataset"), {"fingerprint": str(dataset.fingerprint()), "num_objects": len(dataset)}
     if want != have:
-        what = (f"dataset {want.get('fingerprint')} ({want.get('num_objects')} objects)" if isinstance(want, dict)
-                else "no recorded dataset")
-        raise ValueError(f"{arg} {path}: carved from {what}, not --data's {have['fingerprint']} "
-                         f"({have['num_objects']} objects)")
+        what = (
+            f"dataset {want.get('fingerprint')} ({want.get('num_objects')} objects)"
+            if isinstance(want, dict)
+            else "no recorded dataset"
+        )
+        raise ValueError(
+            f"{arg} {path}: carved from {what}, not --data's {have['fingerprint']} ({have['num_objects']} objects)"
+        )
     ids = np.asarray(record.get("objects", []))
     valid = ids.dtype.kind in "iu" and ids.ndim == 1 and len(ids) > 0
     if not valid or (np.diff(ids) <= 0).any() or ids[0] < 0 or ids[-1] >= len(dataset):

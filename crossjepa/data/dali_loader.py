@@ -27,8 +27,10 @@ def _import_dali():
         from nvidia.dali import fn, types
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
     except ImportError as e:
-        raise ImportError("backend 'dali' needs NVIDIA DALI: pip install the nvidia-dali-cuda120 (or -cuda130) "
-                          f"wheel matching your CUDA, or crossjepa[dali] ({e})") from None
+        raise ImportError(
+            "backend 'dali' needs NVIDIA DALI: pip install the nvidia-dali-cuda120 (or -cuda130) "
+            f"wheel matching your CUDA, or crossjepa[dali] ({e})"
+        ) from None
     return dali, fn, types, feed_ndarray, to_torch_type
 
 
@@ -53,7 +55,7 @@ class _Feeder:
         self.objects_per_shard = max(1, rows_per_shard // self.num_stored)
         flat = points.reshape(-1, 3)  # a view: the array is C-contiguous (checked by the loader)
         step = self.objects_per_shard * self.num_stored
-        self.shards = [flat[i:i + step] for i in range(0, flat.shape[0], step)]
+        self.shards = [flat[i : i + step] for i in range(0, flat.shape[0], step)]
         self.epoch, self.first, self.batches = 0, 0, []
 
     def start(self, epoch, first, batches):
@@ -101,8 +103,12 @@ class DaliLoader(Loader):
         fn, types = self._fn, self._types
         gpu, feeder, augment = self.device_id is not None, self._feeder, self.augment is not None
 
-        @self._dali.pipeline_def(batch_size=self.plan.batch_size, num_threads=min(4, os.cpu_count() or 1),
-                                 device_id=self.device_id, prefetch_queue_depth=2)
+        @self._dali.pipeline_def(
+            batch_size=self.plan.batch_size,
+            num_threads=min(4, os.cpu_count() or 1),
+            device_id=self.device_id,
+            prefetch_queue_depth=2,
+        )
         def graph():
             data = fn.external_source(source=feeder.data, batch=True, batch_info=True, no_copy=True, layout="FC")
             plan = fn.external_source(source=feeder.plan, batch=True, batch_info=True, num_outputs=7 if augment else 4)
@@ -156,4 +162,3 @@ class DaliLoader(Loader):
             yield {"points": points, "label": label, "index": index, "rotation": rotation}
         self._pipe.reset()
         self._running = False
-

@@ -40,7 +40,7 @@ import torch
 
 from ..validate import check_int
 from .subsample import draw_subset, keyed_generator
-from .transforms import AugmentConfig, Augmentation, apply_augmentation, draw_augmentation
+from .transforms import Augmentation, AugmentConfig, apply_augmentation, draw_augmentation
 
 BACKENDS = ("torch", "device", "dali")
 
@@ -57,8 +57,13 @@ def batch_generator(seed: int, epoch: int, batch: int, device) -> torch.Generato
     return keyed_generator((seed, epoch, batch), device)
 
 
-def draw_batch(generator: Optional[torch.Generator], batch_size: int, num_stored: int, num_points: int,
-               config: Optional[AugmentConfig]) -> Tuple[Optional[torch.Tensor], Optional[Augmentation]]:
+def draw_batch(
+    generator: Optional[torch.Generator],
+    batch_size: int,
+    num_stored: int,
+    num_points: int,
+    config: Optional[AugmentConfig],
+) -> Tuple[Optional[torch.Tensor], Optional[Augmentation]]:
     """(subset (B, P) or None for the prefix, augmentation or None): the random part of a batch."""
     if config is None:
         return None, None
@@ -66,8 +71,7 @@ def draw_batch(generator: Optional[torch.Generator], batch_size: int, num_stored
     return subset, draw_augmentation(batch_size, num_points, generator, config)
 
 
-def finish_batch(points: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-                 aug: Optional[Augmentation]) -> dict:
+def finish_batch(points: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, aug: Optional[Augmentation]) -> dict:
     """Cast, augment and package a gathered batch (B, P, 3)."""
     points = points.float()
     if aug is None:
@@ -80,8 +84,16 @@ def finish_batch(points: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
 class BatchPlan:
     """The batches of each epoch (see the module docstring)."""
 
-    def __init__(self, num_objects: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        num_objects: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.num_objects, self.batch_size, self.shuffle = num_objects, batch_size, shuffle
         self.seed, self.drop_last, self.rank, self.world_size = seed, drop_last, rank, world_size
         per_rank = num_objects // world_size if drop_last else -(-num_objects // world_size)
@@ -94,12 +106,12 @@ class BatchPlan:
             return order
         total = self.per_rank * self.world_size
         order = order.repeat(-(-total // self.num_objects))[:total]
-        return order[self.rank::self.world_size]
+        return order[self.rank :: self.world_size]
 
     def batches(self, epoch: int) -> Sequence[torch.Tensor]:
         order = self.order(epoch)
         b = self.batch_size
-        return [order[i * b:(i + 1) * b] for i in range(self.num_batches)]
+        return [order[i * b : (i + 1) * b] for i in range(self.num_batches)]
 
     def __len__(self) -> int:
         return self.num_batches
@@ -166,10 +178,10 @@ def packed_arrays(dataset):
     if points.ndim != 3 or points.shape[2] != 3 or (rows is None and points.shape[0] != len(dataset)):
         objects = len(dataset) if rows is None else "O"
         raise ValueError(f"dataset.points_array: expected shape ({objects}, N, 3), got {points.shape}")
-    if rows is not None and (rows.shape != (len(dataset),) or rows.min(initial=0) < 0
-                             or rows.max(initial=0) >= len(points)):
-        raise ValueError(f"dataset.array_rows: expected {len(dataset)} rows of points_array "
-                         f"(0..{len(points) - 1})")
+    if rows is not None and (
+        rows.shape != (len(dataset),) or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(points)
+    ):
+        raise ValueError(f"dataset.array_rows: expected {len(dataset)} rows of points_array (0..{len(points) - 1})")
     labels = getattr(dataset, "labels_array", None)
     if labels is None:
         labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=np.int64)
@@ -206,8 +218,10 @@ def stacked_arrays(dataset, backend: str):
     clouds = [np.asarray(item["points"], dtype=np.float32) for item in items]
     sizes = {c.shape for c in clouds}
     if len(sizes) != 1 or clouds[0].ndim != 2 or clouds[0].shape[1] != 3:
-        raise ValueError(f"dataset: backend {backend!r} needs clouds of one shape (N, 3), got shapes "
-                         f"{sorted(sizes)[:3]}; use backend 'torch' or pack the dataset")
+        raise ValueError(
+            f"dataset: backend {backend!r} needs clouds of one shape (N, 3), got shapes "
+            f"{sorted(sizes)[:3]}; use backend 'torch' or pack the dataset"
+        )
     points = np.stack(clouds)
     check_finite(points, np.arange(len(points)))
     return points, np.array([int(item["label"]) for item in items], dtype=np.int64)
@@ -218,8 +232,9 @@ def check_num_points(num_points: int, num_stored: int) -> None:
         raise ValueError(f"num_points: expected at most {num_stored} (points stored per object), got {num_points}")
 
 
-def gather_numpy(points: np.ndarray, index: np.ndarray, num_points: int,
-                 subset: Optional[torch.Tensor]) -> torch.Tensor:
+def gather_numpy(
+    points: np.ndarray, index: np.ndarray, num_points: int, subset: Optional[torch.Tensor]
+) -> torch.Tensor:
     """points[index] subsampled -> (B, P, 3): one gather from the (memory-mapped) array, objects read in
     ascending order for locality, then put back in batch order."""
     order = np.argsort(index, kind="stable")
@@ -233,8 +248,9 @@ def gather_numpy(points: np.ndarray, index: np.ndarray, num_points: int,
     return torch.from_numpy(out)
 
 
-def gather_tensor(points: torch.Tensor, index: torch.Tensor, num_points: int,
-                  subset: Optional[torch.Tensor]) -> torch.Tensor:
+def gather_tensor(
+    points: torch.Tensor, index: torch.Tensor, num_points: int, subset: Optional[torch.Tensor]
+) -> torch.Tensor:
     """Same as gather_numpy for a resident tensor (any device); index_select is far cheaper than advanced
     indexing on CPU."""
     if subset is None:
@@ -278,15 +294,21 @@ class _BatchReader(torch.utils.data.Dataset):
         labels = torch.tensor([int(item["label"]) for item in items], dtype=torch.int64)
         for i, cloud in zip(rows.tolist(), clouds):
             if cloud.dim() != 2 or cloud.shape[1] != 3 or cloud.shape[0] < self.num_points:
-                raise ValueError(f"dataset[{i}]: expected points (N >= num_points={self.num_points}, 3), "
-                                 f"got shape {tuple(cloud.shape)}")
+                raise ValueError(
+                    f"dataset[{i}]: expected points (N >= num_points={self.num_points}, 3), "
+                    f"got shape {tuple(cloud.shape)}"
+                )
         sizes = {c.shape[0] for c in clouds}
         if len(sizes) == 1:  # the same draws as the array path of every backend
             subset, aug = draw_batch(g, len(index), sizes.pop(), self.num_points, self.augment)
-            return finish_batch(gather_tensor(torch.stack(clouds), torch.arange(len(index)), self.num_points,
-                                              subset), labels, index, aug)
+            return finish_batch(
+                gather_tensor(torch.stack(clouds), torch.arange(len(index)), self.num_points, subset),
+                labels,
+                index,
+                aug,
+            )
         if g is None:
-            points = torch.stack([c[:self.num_points] for c in clouds])
+            points = torch.stack([c[: self.num_points] for c in clouds])
             return finish_batch(points, labels, index, None)
         points = torch.stack([c[draw_subset(g, 1, c.shape[0], self.num_points)[0]] for c in clouds])
         return finish_batch(points, labels, index, draw_augmentation(len(index), self.num_points, g, self.augment))
@@ -301,8 +323,12 @@ class _ArrayHandle:
 
     def __getstate__(self):
         a = self.array
-        if (isinstance(a, np.memmap) and isinstance(a.filename, (str, os.PathLike)) and a.flags.c_contiguous
-                and os.path.getsize(a.filename) == a.offset + a.nbytes):
+        if (
+            isinstance(a, np.memmap)
+            and isinstance(a.filename, (str, os.PathLike))
+            and a.flags.c_contiguous
+            and os.path.getsize(a.filename) == a.offset + a.nbytes
+        ):
             return {"memmap": (os.fspath(a.filename), a.dtype.str, a.offset, a.shape)}
         return {"array": a}
 
@@ -345,8 +371,12 @@ class TorchLoader(Loader):
         pin = torch.cuda.is_available() and (self.device is None or self.device.type == "cuda")
         self._loader = torch.utils.data.DataLoader(
             _BatchReader(dataset, points, labels, num_points, augment, seed, array_rows(dataset), targets, plan.rank),
-            sampler=self._sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0,
-            pin_memory=pin)
+            sampler=self._sampler,
+            batch_size=None,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=pin,
+        )
 
     def _iterate(self, epoch, first):
         self._sampler.epoch, self._sampler.first = epoch, first
@@ -373,7 +403,7 @@ class DeviceLoader(Loader):
         order = self.plan.order(epoch).to(self.device)
         b = self.plan.batch_size
         for i in range(first, len(self.plan)):
-            index = order[i * b:(i + 1) * b]
+            index = order[i * b : (i + 1) * b]
             g = batch_generator(self.seed, epoch, i, self.device) if self.augment is not None else None
             subset, aug = draw_batch(g, len(index), self.points.shape[1], self.num_points, self.augment)
             points = gather_tensor(self.points, index, self.num_points, subset)

@@ -46,8 +46,9 @@ class PackedDataset(PointCloudDataset):
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise corrupt(self.path / "meta.json", f"not a {FORMAT} meta.json")
         if self.meta.get("version") != VERSION:
-            raise ValueError(f"{self.path}: packed format version {self.meta.get('version')!r}, "
-                             f"this reader knows {VERSION}")
+            raise ValueError(
+                f"{self.path}: packed format version {self.meta.get('version')!r}, this reader knows {VERSION}"
+            )
         if split is not None and split != self.meta["split"]:
             raise SplitNotFound(f"{self.path}: packed folder holds split {self.meta['split']!r}, asked for {split!r}")
         try:
@@ -57,13 +58,21 @@ class PackedDataset(PointCloudDataset):
         except (OSError, ValueError) as e:
             raise corrupt(self.path, f"unreadable packed file ({e})") from None
         count, size = self.meta["num_objects"], self.meta["num_points"]
-        if (self.points_array.dtype != np.float16 or self.points_array.shape != (count, size, 3)
-                or self.labels_array.shape != (count,) or len(names) != count):
-            raise corrupt(self.path, f"arrays do not match meta.json ({count} objects x {size} points): "
-                                     f"points {self.points_array.dtype} {self.points_array.shape}, "
-                                     f"labels {self.labels_array.shape}, {len(names)} names")
-        super().__init__(names, self.labels_array, self.meta["classes"], self.meta["split"],
-                         num_points=num_points, normalize=False)
+        if (
+            self.points_array.dtype != np.float16
+            or self.points_array.shape != (count, size, 3)
+            or self.labels_array.shape != (count,)
+            or len(names) != count
+        ):
+            raise corrupt(
+                self.path,
+                f"arrays do not match meta.json ({count} objects x {size} points): "
+                f"points {self.points_array.dtype} {self.points_array.shape}, "
+                f"labels {self.labels_array.shape}, {len(names)} names",
+            )
+        super().__init__(
+            names, self.labels_array, self.meta["classes"], self.meta["split"], num_points=num_points, normalize=False
+        )
         self.normalized = bool(self.meta["normalized"])
 
     def _load(self, i: int) -> np.ndarray:

@@ -55,8 +55,18 @@ def _write(ds, tmp: Path, num_points: int, progress: bool, batch_size: int, work
     return labels
 
 
-def pack(src_spec, out_dir, split: str = "train", num_points: int = 1024, progress: bool = True, *,
-         overwrite: bool = False, batch_size: int = 64, workers: int = 4, seed: int = 0) -> Path:
+def pack(
+    src_spec,
+    out_dir,
+    split: str = "train",
+    num_points: int = 1024,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    batch_size: int = 64,
+    workers: int = 4,
+    seed: int = 0,
+) -> Path:
     """Convert a data spec (or a dataset object) into a packed folder at ``out_dir``; returns its path.
     The source is read at its stored size (normalised), then each cloud is reduced to ``num_points`` by
     farthest point sampling from index 0, ``batch_size`` clouds of equal size per FPS call, files read by
@@ -83,13 +93,21 @@ def pack(src_spec, out_dir, split: str = "train", num_points: int = 1024, progre
         names = getattr(ds, "names", None) or [str(i) for i in range(len(ds))]
         (tmp / "names.json").write_text(json.dumps([str(x) for x in names]) + "\n")
         classes = getattr(ds, "classes", None)
-        meta = {"format": FORMAT, "version": VERSION, "split": getattr(ds, "split", split),
-                "num_objects": len(ds), "num_points": num_points, "dtype": "float16",
-                "classes": None if classes is None else [str(c) for c in classes],
-                "normalized": bool(getattr(ds, "normalized", getattr(ds, "normalize", True))),
-                "sampling": "farthest point sampling from index 0 (a prefix of k points is an FPS subsample)",
-                "source": {"kind": getattr(ds, "kind", type(ds).__name__),
-                           "fingerprint": ds.fingerprint() if hasattr(ds, "fingerprint") else None},
-                "sha256": {name: file_sha256(tmp / name) for name in FILES}}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "split": getattr(ds, "split", split),
+            "num_objects": len(ds),
+            "num_points": num_points,
+            "dtype": "float16",
+            "classes": None if classes is None else [str(c) for c in classes],
+            "normalized": bool(getattr(ds, "normalized", getattr(ds, "normalize", True))),
+            "sampling": "farthest point sampling from index 0 (a prefix of k points is an FPS subsample)",
+            "source": {
+                "kind": getattr(ds, "kind", type(ds).__name__),
+                "fingerprint": ds.fingerprint() if hasattr(ds, "fingerprint") else None,
+            },
+            "sha256": {name: file_sha256(tmp / name) for name in FILES},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out

@@ -228,7 +228,12 @@ class SyntheticShapes:
     def fingerprint(self):
         """Stable id of exactly these objects (generator version and every parameter but the point count, which
         changes the sampling, not the objects)."""
-        spec = {"generator": "crossjepa.synthetic", "version": _VERSION, "classes": self.classes,
-                "num_objects": self.num_objects, "seed": self.seed,
-                "split": self.split}
+        spec = {
+            "generator": "crossjepa.synthetic",
+            "version": _VERSION,
+            "classes": self.classes,
+            "num_objects": self.num_objects,
+            "seed": self.seed,
+            "split": self.split,
+        }
         return "synthetic-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,8 +23,9 @@ class CachedTargets:
 
     def __init__(self, cache, views_per_object: int, rows: np.ndarray | None = None, histograms: bool = True):
         if not 1 <= views_per_object <= cache.num_views:
-            raise ValueError(f"views_per_object: expected 1..{cache.num_views} (views in the cache), "
-                             f"got {views_per_object}")
+            raise ValueError(
+                f"views_per_object: expected 1..{cache.num_views} (views in the cache), got {views_per_object}"
+            )
         self.cache, self.k, self.rows, self.histograms = cache, views_per_object, rows, histograms
 
     def views(self, key: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -39,8 +40,10 @@ class CachedTargets:
             rows = self.rows[rows]
         pick = (np.arange(len(rows))[:, None], self.views(key, len(rows)))
         # Whole rows are read (contiguous on disk), then the V' views kept.
-        out = {"target": np.asarray(self.cache.embeddings[rows])[pick],
-               "poses": np.asarray(self.cache.poses[rows])[pick]}
+        out = {
+            "target": np.asarray(self.cache.embeddings[rows])[pick],
+            "poses": np.asarray(self.cache.poses[rows])[pick],
+        }
         if self.histograms:
             out["histograms"] = np.asarray(self.cache.histograms[rows])[pick]
         return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in out.items()}

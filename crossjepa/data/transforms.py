@@ -79,11 +79,20 @@ def _axis_rotation(angle: torch.Tensor, axis: int) -> torch.Tensor:
 def _quaternion_rotation(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions (B, 4) as (w, x, y, z) -> rotation matrices (B, 3, 3)."""
     w, x, y, z = q.unbind(-1)
-    return torch.stack((
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ), dim=-1).view(-1, 3, 3)
+    return torch.stack(
+        (
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ),
+        dim=-1,
+    ).view(-1, 3, 3)
 
 
 def random_rotation(batch_size: int, generator: torch.Generator, mode: str = "up", up_axis: int = 1) -> torch.Tensor:
@@ -101,8 +110,9 @@ def random_rotation(batch_size: int, generator: torch.Generator, mode: str = "up
     raise ValueError(f"mode: expected one of {ROTATIONS}, got {mode!r}")
 
 
-def draw_augmentation(batch_size: int, num_points: int, generator: torch.Generator,
-                      config: AugmentConfig) -> Augmentation:
+def draw_augmentation(
+    batch_size: int, num_points: int, generator: torch.Generator, config: AugmentConfig
+) -> Augmentation:
     """Draw rotation, scale, translation and jitter, in that order, from `generator` (on its device)."""
     device = generator.device
     rotation = random_rotation(batch_size, generator, config.rotation, config.up_axis)
@@ -126,8 +136,9 @@ def apply_augmentation(points: torch.Tensor, aug: Augmentation) -> torch.Tensor:
     return torch.baddbmm(aug.translation[:, None, :] + aug.noise, points, aug.matrix.transpose(1, 2))
 
 
-def augment(points: torch.Tensor, generator: torch.Generator,
-            config: AugmentConfig = AugmentConfig()) -> Tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    points: torch.Tensor, generator: torch.Generator, config: AugmentConfig = AugmentConfig()
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch (B, P, 3); returns (points, rotation (B, 3, 3)) for rotating the camera poses too."""
     if points.dim() != 3 or points.shape[-1] != 3:
         raise ValueError(f"points: expected shape (B, P, 3), got {tuple(points.shape)}")

@@ -45,8 +45,9 @@ def view_path(root, name: str, azimuth_deg: int, suffix: str = "", flat: bool = 
     return folder / f"{name}_r_{int(azimuth_deg):03d}{suffix}.png"
 
 
-def orbit_poses(azimuths_deg: Sequence[float], elevation_deg: float = 0.0,
-                radius: float = DEFAULT_RADIUS) -> torch.Tensor:
+def orbit_poses(
+    azimuths_deg: Sequence[float], elevation_deg: float = 0.0, radius: float = DEFAULT_RADIUS
+) -> torch.Tensor:
     """Camera-to-world poses (V, 4, 4) at the given azimuths on a ring (see the module docstring)."""
     az = torch.deg2rad(torch.as_tensor(azimuths_deg, dtype=torch.float64))
     el = torch.deg2rad(torch.tensor(float(elevation_deg), dtype=torch.float64))
@@ -78,9 +79,20 @@ class ViewsOnDisk:
     azimuths: which views, in whole degrees; default: every azimuth found for the first object.
     """
 
-    def __init__(self, root, names=None, *, azimuths: Optional[Sequence[int]] = None,
-                 suffix: str = "", image_size: int = 224, elevation_deg: Optional[float] = None,
-                 radius: Optional[float] = None, backend: str = "auto", device=None, batch_size: int = 64):
+    def __init__(
+        self,
+        root,
+        names=None,
+        *,
+        azimuths: Optional[Sequence[int]] = None,
+        suffix: str = "",
+        image_size: int = 224,
+        elevation_deg: Optional[float] = None,
+        radius: Optional[float] = None,
+        backend: str = "auto",
+        device=None,
+        batch_size: int = 64,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: no such directory {self.root}")
@@ -97,8 +109,11 @@ class ViewsOnDisk:
             raise ValueError(f"names: expected at least one object, found no object folders in {self.root}")
         self.flat = not (self.root / self.names[0]).is_dir()
         self.azimuths = self._find_azimuths() if azimuths is None else [int(a) for a in azimuths]
-        if not self.azimuths or len(set(self.azimuths)) != len(self.azimuths) or not all(
-                0 <= a < 360 for a in self.azimuths):
+        if (
+            not self.azimuths
+            or len(set(self.azimuths)) != len(self.azimuths)
+            or not all(0 <= a < 360 for a in self.azimuths)
+        ):
             raise ValueError(f"azimuths: expected distinct whole degrees in [0, 360), got {self.azimuths}")
         settings = _read_settings(self.root)
         self.elevation_deg = float(elevation_deg if elevation_deg is not None else settings.get("elevation_deg", 0.0))
@@ -115,9 +130,16 @@ class ViewsOnDisk:
 
     @property
     def settings(self) -> dict:
-        return {"source": "disk", "root": str(self.root.resolve()), "layout": "flat" if self.flat else "folders",
-                "suffix": self.suffix, "azimuths_deg": self.azimuths, "elevation_deg": self.elevation_deg,
-                "radius": self.radius, "image_size": self.image_size}
+        return {
+            "source": "disk",
+            "root": str(self.root.resolve()),
+            "layout": "flat" if self.flat else "folders",
+            "suffix": self.suffix,
+            "azimuths_deg": self.azimuths,
+            "elevation_deg": self.elevation_deg,
+            "radius": self.radius,
+            "image_size": self.image_size,
+        }
 
     def __len__(self) -> int:
         return len(self.names)
@@ -131,8 +153,10 @@ class ViewsOnDisk:
         folder = self.root if self.flat else self.root / name
         found = sorted(int(m.group(1)) for p in folder.iterdir() if (m := pattern.fullmatch(p.name)))
         if not found:
-            raise ValueError(f"no views found: looked for {view_path(folder, name, 0, self.suffix, True).name} "
-                             f"(any azimuth) in {folder}")
+            raise ValueError(
+                f"no views found: looked for {view_path(folder, name, 0, self.suffix, True).name} "
+                f"(any azimuth) in {folder}"
+            )
         return found
 
     def _resolve_backend(self, backend, device):
@@ -164,8 +188,9 @@ class ViewsOnDisk:
             images = torch.from_numpy(np.stack([_decode_pil(p, s) for p in paths])).permute(0, 3, 1, 2)
             images = images.float().div_(255.0)
         else:
-            images = torch.cat([self._decode_dali(paths[k:k + self.batch_size])
-                                for k in range(0, len(paths), self.batch_size)])
+            images = torch.cat(
+                [self._decode_dali(paths[k : k + self.batch_size]) for k in range(0, len(paths), self.batch_size)]
+            )
         poses = self.poses.to(self.device).expand(len(index), v, 4, 4).contiguous()
         return images.reshape(len(index), v, 3, s, s), poses
 
@@ -176,15 +201,21 @@ class ViewsOnDisk:
 
         gpu = self.device.type == "cuda"
 
-        @pipeline_def(batch_size=self.batch_size, num_threads=min(4, os.cpu_count() or 1),
-                      device_id=self.device.index if gpu else None, prefetch_queue_depth=1)
+        @pipeline_def(
+            batch_size=self.batch_size,
+            num_threads=min(4, os.cpu_count() or 1),
+            device_id=self.device.index if gpu else None,
+            prefetch_queue_depth=1,
+        )
         def graph():
             encoded = fn.external_source(name="encoded", dtype=types.UINT8)
             image = fn.decoders.image(encoded, device="mixed" if gpu else "cpu", output_type=types.RGB)
-            image = fn.resize(image, size=[self.image_size, self.image_size], interp_type=types.INTERP_LINEAR,
-                              antialias=True)
-            return fn.crop_mirror_normalize(image, dtype=types.FLOAT, output_layout="CHW",
-                                            mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0])
+            image = fn.resize(
+                image, size=[self.image_size, self.image_size], interp_type=types.INTERP_LINEAR, antialias=True
+            )
+            return fn.crop_mirror_normalize(
+                image, dtype=types.FLOAT, output_layout="CHW", mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]
+            )
 
         pipe = graph()
         pipe.build()
@@ -202,8 +233,9 @@ class ViewsOnDisk:
             self._pipe = None  # a failed DALI pipeline cannot run again
             for p in paths:  # name the file PIL cannot read either
                 _decode_pil(p, self.image_size)
-            raise ValueError(f"DALI could not decode one of {paths[0]} ... {paths[-1]}: "
-                             f"{str(e).strip().splitlines()[0]}") from None
+            raise ValueError(
+                f"DALI could not decode one of {paths[0]} ... {paths[-1]}: {str(e).strip().splitlines()[0]}"
+            ) from None
         tensor = out.as_tensor()
         images = torch.empty(tensor.shape(), dtype=torch.float32, device=self.device)
         stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None

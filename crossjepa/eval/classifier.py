@@ -25,9 +25,16 @@ class PointClassifier(nn.Module):
         self.encoder = encoder
         width = encoder.width
         self.head = nn.Sequential(
-            nn.Linear(3 * width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes))
+            nn.Linear(3 * width, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, points: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         tokens = self.encoder(points, generator)
@@ -53,8 +60,10 @@ def layerwise_groups(model: PointClassifier, lr: float, weight_decay: float, lay
         if not p.requires_grad:
             continue
         layer, decay = _layer(name, depth), not no_weight_decay(name, p)
-        group = groups.setdefault((layer, decay), {
-            "params": [], "lr": lr * layer_decay ** (depth + 1 - layer), "weight_decay": weight_decay * decay})
+        group = groups.setdefault(
+            (layer, decay),
+            {"params": [], "lr": lr * layer_decay ** (depth + 1 - layer), "weight_decay": weight_decay * decay},
+        )
         group["params"].append(p)
     return [groups[key] for key in sorted(groups)]
 

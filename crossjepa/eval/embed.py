@@ -52,9 +52,19 @@ def sidecar_paths(out: str | Path) -> dict[str, Path]:
 
 
 @torch.no_grad()
-def embed_dataset(encoder: FeatureEncoder, dataset, out: str | Path, *, tokens: bool = False,
-                  num_points: int | None = None, batch_size: int = 64, seed: int = 0,
-                  device: str | torch.device = "cpu", progress: bool = True, meta: dict | None = None) -> dict[str, Path]:
+def embed_dataset(
+    encoder: FeatureEncoder,
+    dataset,
+    out: str | Path,
+    *,
+    tokens: bool = False,
+    num_points: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    meta: dict | None = None,
+) -> dict[str, Path]:
     """Write one row per object of `dataset` (in order) to OUT (.npy, float32, memory-mappable: (N, F), or
     (N, 1 + groups, width) with `tokens`), labels and names beside it. Every file appears atomically.
     Each cloud's first `num_points` points (default the encoder's) are fed in their stored order; `seed` drives
@@ -66,8 +76,9 @@ def embed_dataset(encoder: FeatureEncoder, dataset, out: str | Path, *, tokens: 
         raise ValueError("--data: expected at least one object, got an empty dataset")
     device = torch.device(device)
     encoder = encoder.to(device).eval()
-    loader = make_loader(dataset, batch_size, shuffle=False, num_points=num_points or encoder.num_points,
-                         device=device, num_workers=0)
+    loader = make_loader(
+        dataset, batch_size, shuffle=False, num_points=num_points or encoder.num_points, device=device, num_workers=0
+    )
     generator = torch.Generator(device=device).manual_seed(seed)
     labels = np.empty(len(dataset), dtype=np.int64)
     rows = None
@@ -76,8 +87,9 @@ def embed_dataset(encoder: FeatureEncoder, dataset, out: str | Path, *, tokens: 
             points = batch["points"]
             feats = (encoder.tokens(points, generator) if tokens else encoder(points, generator)).float().cpu()
             if rows is None:
-                rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                                 shape=(len(dataset), *feats.shape[1:]))
+                rows = np.lib.format.open_memmap(
+                    tmp, mode="w+", dtype=np.float32, shape=(len(dataset), *feats.shape[1:])
+                )
             index = batch["index"].numpy()
             rows[index] = feats.numpy()
             labels[index] = batch["label"].numpy()
@@ -87,16 +99,33 @@ def embed_dataset(encoder: FeatureEncoder, dataset, out: str | Path, *, tokens: 
     with atomic_target(paths["labels"]) as tmp:
         np.save(tmp, labels)
     names = getattr(dataset, "names", None)
-    write_json(paths["meta"], {
-        **(meta or {}), "readout": "tokens" if tokens else "features", "shape": shape, "seed": seed,
-        "names": [str(n) for n in names] if names is not None else [str(i) for i in range(len(dataset))],
-        "classes": getattr(dataset, "classes", None)})
+    write_json(
+        paths["meta"],
+        {
+            **(meta or {}),
+            "readout": "tokens" if tokens else "features",
+            "shape": shape,
+            "seed": seed,
+            "names": [str(n) for n in names] if names is not None else [str(i) for i in range(len(dataset))],
+            "classes": getattr(dataset, "classes", None),
+        },
+    )
     return paths
 
 
-def run_embed(data: str, checkpoint: str, out: str, *, split: str = "train", tokens: bool = False,
-              num_points: int | None = None, batch_size: int = 64, seed: int = 0, device="auto",
-              progress: bool = True) -> dict[str, Path]:
+def run_embed(
+    data: str,
+    checkpoint: str,
+    out: str,
+    *,
+    split: str = "train",
+    tokens: bool = False,
+    num_points: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device="auto",
+    progress: bool = True,
+) -> dict[str, Path]:
     """`crossjepa embed`."""
     from ..device import resolve_device
 
@@ -104,6 +133,15 @@ def run_embed(data: str, checkpoint: str, out: str, *, split: str = "train", tok
     encoder = load_encoder(checkpoint, device=dev)
     num_points = num_points or encoder.num_points
     dataset = open_dataset(data, split=split, num_points=num_points)
-    return embed_dataset(encoder, dataset, out, tokens=tokens, num_points=num_points, batch_size=batch_size,
-                         seed=seed, device=dev, progress=progress, meta={"checkpoint": str(checkpoint), "data": data, "split": split,
-                                                  "num_points": num_points})
+    return embed_dataset(
+        encoder,
+        dataset,
+        out,
+        tokens=tokens,
+        num_points=num_points,
+        batch_size=batch_size,
+        seed=seed,
+        device=dev,
+        progress=progress,
+        meta={"checkpoint": str(checkpoint), "data": data, "split": split, "num_points": num_points},
+    )

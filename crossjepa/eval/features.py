@@ -14,14 +14,24 @@ from ..validate import check_int
 def _encoder_of(model: nn.Module) -> nn.Module:
     encoder = getattr(model, "encoder", model)
     if not hasattr(encoder, "features"):
-        raise TypeError(f"model: expected a CrossJEPA model or a point encoder with .features, got {type(model).__name__}")
+        raise TypeError(
+            f"model: expected a CrossJEPA model or a point encoder with .features, got {type(model).__name__}"
+        )
     return encoder
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, num_points: int | None = None,
-                     seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
-                     desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
+def extract_features(
+    model: nn.Module,
+    dataset,
+    *,
+    batch_size: int = 64,
+    num_points: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[np.ndarray, np.ndarray]:
     """-> (features float32 (N, 2W), labels int64 (N,)) for every item of `dataset` ({"points", "label"}).
 
     `seed` fixes the random point subsample of each cloud (to `num_points`, default the tokenizer's) and a
@@ -41,8 +51,9 @@ def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, num_poi
     try:
         for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            points = torch.stack([subsample(torch.as_tensor(it["points"]).float(), num_points, generator)
-                                  for it in items]).to(device)
+            points = torch.stack(
+                [subsample(torch.as_tensor(it["points"]).float(), num_points, generator) for it in items]
+            ).to(device)
             feats.append(encoder.features(points, fps_generator).float().cpu())
             labels.extend(int(it["label"]) for it in items)
     finally:

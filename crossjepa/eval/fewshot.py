@@ -53,24 +53,30 @@ def fold_files(path: Path, way: int, shot: int) -> list[Path] | None:
     return sorted(numbered, key=lambda p: int(p.stem)) or None
 
 
-def draw_episode(train_labels: np.ndarray, query_labels: np.ndarray | None, way: int, shot: int, query: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def draw_episode(
+    train_labels: np.ndarray, query_labels: np.ndarray | None, way: int, shot: int, query: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """-> (support indices, support labels 0..way-1, query indices, query labels). Query indices point into the
     query split, or, when `query_labels` is None, into the train split (disjoint from the support)."""
     same = query_labels is None
     classes = np.unique(train_labels)
     need_train = shot + query if same else shot
-    eligible = [c for c in classes if (train_labels == c).sum() >= need_train
-                and (same or (query_labels == c).sum() >= query)]
+    eligible = [
+        c for c in classes if (train_labels == c).sum() >= need_train and (same or (query_labels == c).sum() >= query)
+    ]
     if len(eligible) < way:
-        raise ValueError(f"way: expected at most {len(eligible)} (classes with {need_train} train objects"
-                         f"{'' if same else f' and {query} test objects'}), got {way}")
+        raise ValueError(
+            f"way: expected at most {len(eligible)} (classes with {need_train} train objects"
+            f"{'' if same else f' and {query} test objects'}), got {way}"
+        )
     chosen = rng.choice(eligible, size=way, replace=False)
     support, query_idx = [], []
     for c in chosen:
         pool = rng.permutation(np.flatnonzero(train_labels == c))
         support.append(pool[:shot])
-        query_idx.append(pool[shot:shot + query] if same else rng.permutation(np.flatnonzero(query_labels == c))[:query])
+        query_idx.append(
+            pool[shot : shot + query] if same else rng.permutation(np.flatnonzero(query_labels == c))[:query]
+        )
     s_lab, q_lab = (np.repeat(np.arange(way), [len(p) for p in parts]) for parts in (support, query_idx))
     return np.concatenate(support), s_lab, np.concatenate(query_idx), q_lab
 
@@ -80,11 +86,14 @@ def episodes(cfg: FewshotConfig, num_points: int):
     files = fold_files(Path(cfg.data).expanduser(), cfg.way, cfg.shot)
     if files is not None:
         if cfg.folds > len(files):
-            raise ValueError(f"folds: expected at most {len(files)} (fold files found for {cfg.data}), "
-                             f"got {cfg.folds}")
-        for fold, path in enumerate(files[:cfg.folds]):
-            yield (fold, open_dataset(path, "train", num_points), open_dataset(path, "test", num_points),
-                   f"fold file {path.parent.name}/{path.name}")
+            raise ValueError(f"folds: expected at most {len(files)} (fold files found for {cfg.data}), got {cfg.folds}")
+        for fold, path in enumerate(files[: cfg.folds]):
+            yield (
+                fold,
+                open_dataset(path, "train", num_points),
+                open_dataset(path, "test", num_points),
+                f"fold file {path.parent.name}/{path.name}",
+            )
         return
     train = open_dataset(cfg.data, split="train", num_points=num_points)
     test = open_test_split(cfg.data, num_points=num_points)
@@ -93,15 +102,22 @@ def episodes(cfg: FewshotConfig, num_points: int):
     for fold in range(cfg.folds):
         rng = np.random.default_rng([cfg.seed, fold])
         s_idx, s_lab, q_idx, q_lab = draw_episode(train_labels, test_labels, cfg.way, cfg.shot, cfg.query, rng)
-        yield (fold, LabelledSubset(train, s_idx, s_lab), LabelledSubset(train if test is None else test, q_idx, q_lab),
-               f"drawn (seed {cfg.seed}, fold {fold}), query from the {'train' if test is None else 'test'} split")
+        yield (
+            fold,
+            LabelledSubset(train, s_idx, s_lab),
+            LabelledSubset(train if test is None else test, q_idx, q_lab),
+            f"drawn (seed {cfg.seed}, fold {fold}), query from the {'train' if test is None else 'test'} split",
+        )
 
 
 def protocol(cfg: FewshotConfig, source: str) -> str:
-    head = (f"fine-tune encoder + head for {cfg.train.epochs} epochs on the support set (fixed schedule, no model "
-            "selection), query set scored once" if cfg.head == "finetune" else
-            f"linear SVM on encoder features, C by {min(cfg.cv_folds, cfg.shot)}-fold CV on the support set only, "
-            "query set scored once")
+    head = (
+        f"fine-tune encoder + head for {cfg.train.epochs} epochs on the support set (fixed schedule, no model "
+        "selection), query set scored once"
+        if cfg.head == "finetune"
+        else f"linear SVM on encoder features, C by {min(cfg.cv_folds, cfg.shot)}-fold CV on the support set only, "
+        "query set scored once"
+    )
     return f"{cfg.way}-way {cfg.shot}-shot, {cfg.folds} episodes ({source}); per episode: {head}"
 
 
@@ -128,17 +144,25 @@ def run_fewshot(cfg: FewshotConfig, resume: bool = False, progress: bool = True)
         else:
             torch.manual_seed(cfg.seed * 1000 + fold)
             accuracy_ = _episode(cfg, fold, source(), support, query, num_points, device, resume)
-            results.append({"fold": fold, "accuracy": accuracy_, "episode": where,
-                            "support": len(support), "query": len(query)})
+            results.append(
+                {"fold": fold, "accuracy": accuracy_, "episode": where, "support": len(support), "query": len(query)}
+            )
             write_json(done, results[-1])
         bar.update(1)
         bar.set_postfix(acc=f"{np.mean([r['accuracy'] for r in results]):.3f}")
     bar.close()
     acc = np.asarray([r["accuracy"] for r in results], dtype=np.float64)
-    report = {"protocol": protocol(cfg, origin), "encoder": source.name, "data": cfg.data, "way": cfg.way,
-              "shot": cfg.shot, "head": cfg.head,
-              "accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_fold": acc.tolist()},
-              "episodes": results, "config": yaml.safe_load(dump_yaml(cfg))}
+    report = {
+        "protocol": protocol(cfg, origin),
+        "encoder": source.name,
+        "data": cfg.data,
+        "way": cfg.way,
+        "shot": cfg.shot,
+        "head": cfg.head,
+        "accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_fold": acc.tolist()},
+        "episodes": results,
+        "config": yaml.safe_load(dump_yaml(cfg)),
+    }
     write_json(out / "report.json", report)
     return report
 
@@ -154,7 +178,17 @@ def _episode(cfg: FewshotConfig, fold: int, encoder, support, query, num_points,
         return linear_probe(sx, sy, qx, qy, seeds=(cfg.seed,), folds=min(cfg.cv_folds, cfg.shot))["accuracy"]["mean"]
     classes = int(dataset_labels(support).max()) + 1
     model = PointClassifier(encoder, max(classes, 2), s.head_hidden, s.head_dropout).to(device)
-    fit(model, support, None, s, out=Path(cfg.out) / "episodes" / f"fold_{fold}", seed=cfg.seed + fold,
-        device=device, num_points=num_points, augment=s.augment.resolve(is_scanned(support)), resume=resume,
-        progress=False)
+    fit(
+        model,
+        support,
+        None,
+        s,
+        out=Path(cfg.out) / "episodes" / f"fold_{fold}",
+        seed=cfg.seed + fold,
+        device=device,
+        num_points=num_points,
+        augment=s.augment.resolve(is_scanned(support)),
+        resume=resume,
+        progress=False,
+    )
     return accuracy(model, eval_loader(query, s, num_points, device), s.amp)

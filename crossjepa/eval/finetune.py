@@ -27,11 +27,20 @@ from .classifier import PointClassifier, layerwise_groups
 from .finetune_config import ClassifierTraining
 
 
-def eval_loader(dataset, s: ClassifierTraining, num_points: int, device, augment: AugmentConfig | None = None,
-                seed: int = 0):
+def eval_loader(
+    dataset, s: ClassifierTraining, num_points: int, device, augment: AugmentConfig | None = None, seed: int = 0
+):
     """Batches of `dataset` in order; augmented only for voting."""
-    return make_loader(dataset, s.batch_size, shuffle=False, augment=augment or False, num_points=num_points,
-                       seed=seed, device=device, num_workers=s.num_workers)
+    return make_loader(
+        dataset,
+        s.batch_size,
+        shuffle=False,
+        augment=augment or False,
+        num_points=num_points,
+        seed=seed,
+        device=device,
+        num_workers=s.num_workers,
+    )
 
 
 @torch.no_grad()
@@ -56,14 +65,21 @@ def accuracy(model: PointClassifier, loader, amp: bool = True) -> float:
     return float((logits.argmax(1) == labels).double().mean())
 
 
-def vote_accuracy(model: PointClassifier, dataset, s: ClassifierTraining, num_points: int, device,
-                  augment: AugmentConfig, copies: int, seed: int) -> float:
+def vote_accuracy(
+    model: PointClassifier,
+    dataset,
+    s: ClassifierTraining,
+    num_points: int,
+    device,
+    augment: AugmentConfig,
+    copies: int,
+    seed: int,
+) -> float:
     """Accuracy of the logits averaged over `copies` augmented copies of every object: one evaluation of one
     model (test-time augmentation), not a choice among several evaluations."""
     total, labels = None, None
     for k in range(copies):
-        logits, labels = predict(model, eval_loader(dataset, s, num_points, device, augment, seed * copies + k),
-                                 s.amp)
+        logits, labels = predict(model, eval_loader(dataset, s, num_points, device, augment, seed * copies + k), s.amp)
         total = logits if total is None else total + logits
     return float((total.argmax(1) == labels).double().mean())
 
@@ -91,20 +107,45 @@ def _train_epoch(model, loader, opt, sched, s: ClassifierTraining, device) -> tu
     return loss_sum.item() / seen, correct.item() / seen  # one host sync per epoch
 
 
-def fit(model: PointClassifier, train_set, val_set, s: ClassifierTraining, *, out: str | Path, seed: int,
-        device: torch.device, num_points: int, augment: AugmentConfig, resume: bool = False,
-        progress: bool = True, desc: str = "fine-tune") -> dict:
+def fit(
+    model: PointClassifier,
+    train_set,
+    val_set,
+    s: ClassifierTraining,
+    *,
+    out: str | Path,
+    seed: int,
+    device: torch.device,
+    num_points: int,
+    augment: AugmentConfig,
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "fine-tune",
+) -> dict:
     """Train `model` in place; selection on `val_set` only (None: fixed schedule, last weights).
 
     -> {"best_epoch", "val_accuracy" (None without val_set), "history": [{"epoch", "loss", "train_accuracy",
     "lr", "val_accuracy"?}, ...]}. Per-epoch records also go to OUT/metrics.jsonl."""
     out = Path(out)
-    train_loader = make_loader(train_set, min(s.batch_size, len(train_set)), shuffle=True, augment=augment,
-                               num_points=num_points, seed=seed, drop_last=True, device=device,
-                               num_workers=s.num_workers)
+    train_loader = make_loader(
+        train_set,
+        min(s.batch_size, len(train_set)),
+        shuffle=True,
+        augment=augment,
+        num_points=num_points,
+        seed=seed,
+        drop_last=True,
+        device=device,
+        num_workers=s.num_workers,
+    )
     val_loader = None if val_set is None else eval_loader(val_set, s, num_points, device)
-    opt, sched = build_optimizer(model, s, s.epochs * len(train_loader), device, groups=layerwise_groups(
-        model, s.optim.lr, s.optim.weight_decay, s.optim.layer_decay))
+    opt, sched = build_optimizer(
+        model,
+        s,
+        s.epochs * len(train_loader),
+        device,
+        groups=layerwise_groups(model, s.optim.lr, s.optim.weight_decay, s.optim.layer_decay),
+    )
     epoch, history, best = 0, [], {"epoch": None, "val_accuracy": None, "weights": None}
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
@@ -125,19 +166,34 @@ def fit(model: PointClassifier, train_set, val_set, s: ClassifierTraining, *, ou
         if val_loader is not None:
             record["val_accuracy"] = accuracy(model, val_loader, s.amp)
             if best["val_accuracy"] is None or record["val_accuracy"] > best["val_accuracy"]:
-                best = {"epoch": epoch, "val_accuracy": record["val_accuracy"],
-                        "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                best = {
+                    "epoch": epoch,
+                    "val_accuracy": record["val_accuracy"],
+                    "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                }
         history.append(record)
         write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         if epoch % s.checkpoint_every == 0 or epoch == s.epochs:
-            save_checkpoint(out, epoch, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                                "rng": rng_state(), "epoch": epoch, "history": history,
-                                                "best": best})
+            save_checkpoint(
+                out,
+                epoch,
+                model,
+                {
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                },
+            )
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("loss", "val_accuracy")})
     bar.close()
     if best["weights"] is not None:
         model.load_state_dict(best["weights"])
-    return {"best_epoch": best["epoch"] if val_set is not None else s.epochs,
-            "val_accuracy": best["val_accuracy"], "history": history}
-
+    return {
+        "best_epoch": best["epoch"] if val_set is not None else s.epochs,
+        "val_accuracy": best["val_accuracy"],
+        "history": history,
+    }

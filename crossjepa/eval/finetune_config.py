@@ -54,8 +54,13 @@ class FinetuneAugment:
 
     def resolve(self, scanned: bool) -> AugmentConfig:
         rotation = ("up" if scanned else "none") if self.rotation == "auto" else self.rotation
-        return AugmentConfig(rotation=rotation, up_axis=self.up_axis, jitter_sigma=self.jitter_sigma,
-                             scale=None if self.scale is None else tuple(self.scale), translate=self.translate)
+        return AugmentConfig(
+            rotation=rotation,
+            up_axis=self.up_axis,
+            jitter_sigma=self.jitter_sigma,
+            scale=None if self.scale is None else tuple(self.scale),
+            translate=self.translate,
+        )
 
 
 @dataclass
@@ -86,14 +91,16 @@ class ClassifierTraining:
 @dataclass
 class FinetuneConfig:
     data: str = setting("", DATA_HELP, required=True)
-    out: str = setting("runs/finetune", "output directory (report.json, training_curve.png, per-seed checkpoints)",
-                       required=True)
+    out: str = setting(
+        "runs/finetune", "output directory (report.json, training_curve.png, per-seed checkpoints)", required=True
+    )
     checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
     random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
     preset: str = setting("default", PRESET_HELP)
     seeds: int = setting(3, "seeds 0..N-1 (head init, validation carve, batch order): mean +- std over them")
-    val_fraction: float = setting(0.1, "stratified validation part of the train split: the ONLY data model "
-                                  "selection sees")
+    val_fraction: float = setting(
+        0.1, "stratified validation part of the train split: the ONLY data model selection sees"
+    )
     test_fraction: float = setting(0.2, "test part carved from the train split when the source has no test split")
     vote: int = setting(0, "K > 0: also report test accuracy with logits averaged over K augmented copies")
     device: str = setting("auto", DEVICE_HELP)
@@ -121,8 +128,7 @@ class FewshotConfig:
     cv_folds: int = setting(5, "linear head: C by this many CV folds on the support set (at most --shot)")
     seed: int = setting(0, "seed of drawn episodes and inits")
     device: str = setting("auto", DEVICE_HELP)
-    train: ClassifierTraining = setting(factory=lambda: ClassifierTraining(epochs=150),
-                                        help="training of each episode")
+    train: ClassifierTraining = setting(factory=lambda: ClassifierTraining(epochs=150), help="training of each episode")
 
     def __post_init__(self) -> None:
         for name, lowest in (("shot", 1), ("folds", 1), ("query", 1), ("way", 2), ("cv_folds", 2), ("seed", 0)):

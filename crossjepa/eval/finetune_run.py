@@ -19,8 +19,8 @@ import yaml
 from ..atomic import atomic_target, write_json, write_text
 from ..config_io import dump_yaml
 from ..data import open_dataset
-from ..train.checkpoint import save_weights
 from ..device import resolve_device
+from ..train.checkpoint import save_weights
 from .classifier import EncoderSource, PointClassifier
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
 from .finetune_config import FinetuneConfig
@@ -33,8 +33,10 @@ def protocol(cfg: FinetuneConfig, has_test: bool) -> str:
     if has_test:
         where = f"epoch chosen on {val} of the train split (seeded); test split scored once per seed"
     else:
-        where = (f"no test split: a stratified {cfg.test_fraction:g} test part carved from the train split, "
-                 f"epoch chosen on {val} of the rest (seeded); carved test part scored once per seed")
+        where = (
+            f"no test split: a stratified {cfg.test_fraction:g} test part carved from the train split, "
+            f"epoch chosen on {val} of the rest (seeded); carved test part scored once per seed"
+        )
     return f"fine-tune encoder + head, {cfg.train.epochs} epochs; {where}; {cfg.seeds} seeds"
 
 
@@ -70,8 +72,10 @@ def check_resume_config(path: Path, cfg) -> None:
 
     key = first_difference(old, new)
     if key:
-        raise ValueError(f"--resume: {key} differs from the run in {path.parent} (see its config.yaml); "
-                         f"resume with the same settings or use a new --out")
+        raise ValueError(
+            f"--resume: {key} differs from the run in {path.parent} (see its config.yaml); "
+            f"resume with the same settings or use a new --out"
+        )
 
 
 def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -96,26 +100,51 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
         if resume and done.is_file():
             results.append(json.loads(done.read_text()))
             continue
-        results.append(_run_seed(cfg, seed, source, train_full, labels, test_split, classes, num_points,
-                                 augment, device, resume, progress))
+        results.append(
+            _run_seed(
+                cfg,
+                seed,
+                source,
+                train_full,
+                labels,
+                test_split,
+                classes,
+                num_points,
+                augment,
+                device,
+                resume,
+                progress,
+            )
+        )
         write_json(done, results[-1])
 
-    report = {"protocol": protocol(cfg, test_split is not None), "encoder": source.name, "data": cfg.data,
-              "accuracy": summary([r["test_accuracy"] for r in results]),
-              "val_accuracy": [r["val_accuracy"] for r in results], "best_epoch": [r["best_epoch"] for r in results],
-              "splits": [r["splits"] for r in results], "classes": getattr(train_full, "classes", None),
-              "vote": None, "config": yaml.safe_load(dump_yaml(cfg))}
+    report = {
+        "protocol": protocol(cfg, test_split is not None),
+        "encoder": source.name,
+        "data": cfg.data,
+        "accuracy": summary([r["test_accuracy"] for r in results]),
+        "val_accuracy": [r["val_accuracy"] for r in results],
+        "best_epoch": [r["best_epoch"] for r in results],
+        "splits": [r["splits"] for r in results],
+        "classes": getattr(train_full, "classes", None),
+        "vote": None,
+        "config": yaml.safe_load(dump_yaml(cfg)),
+    }
     if cfg.vote:
-        report["vote"] = {**summary([r["vote_accuracy"] for r in results]), "copies": cfg.vote,
-                          "protocol": f"the selected model once per seed, logits averaged over {cfg.vote} "
-                                      "augmented copies of each test object (not a best-of-many)"}
+        report["vote"] = {
+            **summary([r["vote_accuracy"] for r in results]),
+            "copies": cfg.vote,
+            "protocol": f"the selected model once per seed, logits averaged over {cfg.vote} "
+            "augmented copies of each test object (not a best-of-many)",
+        }
     write_json(out / "report.json", report)
     plot_training_curves(results, out / "training_curve.png")
     return report
 
 
-def _run_seed(cfg, seed, source, train_full, labels, test_split, classes, num_points, augment, device, resume,
-              progress) -> dict:
+def _run_seed(
+    cfg, seed, source, train_full, labels, test_split, classes, num_points, augment, device, resume, progress
+) -> dict:
     rest = np.arange(len(labels))
     test_set = test_split
     if test_split is None:
@@ -128,11 +157,27 @@ def _run_seed(cfg, seed, source, train_full, labels, test_split, classes, num_po
     s = cfg.train
     model = PointClassifier(source(), classes, s.head_hidden, s.head_dropout).to(device)
     seed_dir = Path(cfg.out) / f"seed_{seed}"
-    fitted = fit(model, train_set, val_set, s, out=seed_dir, seed=seed, device=device, num_points=num_points,
-                 augment=augment, resume=resume, progress=progress, desc=f"fine-tune seed {seed}")
+    fitted = fit(
+        model,
+        train_set,
+        val_set,
+        s,
+        out=seed_dir,
+        seed=seed,
+        device=device,
+        num_points=num_points,
+        augment=augment,
+        resume=resume,
+        progress=progress,
+        desc=f"fine-tune seed {seed}",
+    )
     # The test data enters here, after selection, once.
-    result = {"seed": seed, "test_accuracy": accuracy(model, eval_loader(test_set, s, num_points, device), s.amp),
-              **fitted, "splits": {"train": len(train_set), "val": len(val_set), "test": len(test_set)}}
+    result = {
+        "seed": seed,
+        "test_accuracy": accuracy(model, eval_loader(test_set, s, num_points, device), s.amp),
+        **fitted,
+        "splits": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+    }
     if cfg.vote:
         result["vote_accuracy"] = vote_accuracy(model, test_set, s, num_points, device, augment, cfg.vote, seed)
     save_weights(model, seed_dir / "classifier.safetensors")

@@ -86,12 +86,23 @@ def standardise(x: torch.Tensor, train_rows: list[torch.Tensor], rotation: torch
         z = torch.cat([z @ rotation, torch.ones(len(z), 1, dtype=x.dtype, device=x.device)], 1)
         pad = n - len(z)
         batch.append(torch.nn.functional.pad(z, (0, 0, 0, pad)))
-        masks.append(torch.cat([torch.ones(len(z), 1, dtype=x.dtype, device=x.device),
-                                torch.zeros(pad, 1, dtype=x.dtype, device=x.device)]))
+        masks.append(
+            torch.cat(
+                [
+                    torch.ones(len(z), 1, dtype=x.dtype, device=x.device),
+                    torch.zeros(pad, 1, dtype=x.dtype, device=x.device),
+                ]
+            )
+        )
         means.append(mean)
         scales.append(scale)
-    return Folds(torch.stack(batch), torch.stack(masks), torch.stack(means), torch.stack(scales),
-                 rotation.expand(len(train_rows), -1, -1))
+    return Folds(
+        torch.stack(batch),
+        torch.stack(masks),
+        torch.stack(means),
+        torch.stack(scales),
+        rotation.expand(len(train_rows), -1, -1),
+    )
 
 
 def one_vs_rest_targets(y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -113,8 +124,15 @@ class Fit:
     newton_steps: int
 
 
-def fit(folds: Folds, targets: torch.Tensor, C: float, warm: torch.Tensor | None = None, *, tol: float = 1e-4,
-        max_iter: int = 100) -> Fit:
+def fit(
+    folds: Folds,
+    targets: torch.Tensor,
+    C: float,
+    warm: torch.Tensor | None = None,
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+) -> Fit:
     """Minimise the objective above for one C on every (fold, class) column: `targets` (B, n, K) +-1 (any
     value on padded rows), `warm` (B, p, K) a starting point.
 
@@ -124,15 +142,20 @@ def fit(folds: Folds, targets: torch.Tensor, C: float, warm: torch.Tensor | None
     x64, mask = x.double(), folds.mask.double()
     y = targets.double() * mask
     c2 = 2.0 * C
-    w = torch.zeros(x.shape[0], x.shape[2], y.shape[2], dtype=torch.float64, device=x.device) if warm is None \
+    w = (
+        torch.zeros(x.shape[0], x.shape[2], y.shape[2], dtype=torch.float64, device=x.device)
+        if warm is None
         else warm.double().clone()
+    )
     x_t, x2_t = x.transpose(1, 2), (x * x).transpose(1, 2)
     positives = (y > 0).sum(1).double()
     rows = mask.sum(1)
     balance = torch.clamp(torch.minimum(positives, rows - positives), min=1) / rows
     stop = tol * balance * (c2 * x64.transpose(1, 2) @ y).norm(dim=1)  # (B, K): tol x |gradient at w = 0|
-    if warm is not None and float(((y * (x64 @ w) < 1) & (mask > 0)).sum() / (rows.sum() * y.shape[2])) \
-            <= ACTIVE_SET_FRACTION:
+    if (
+        warm is not None
+        and float(((y * (x64 @ w) < 1) & (mask > 0)).sum() / (rows.sum() * y.shape[2])) <= ACTIVE_SET_FRACTION
+    ):
         w = _active_set_newton(folds, x64, y, mask, C, w)
     for step in range(max_iter + 1):
         z = x64 @ w
@@ -142,8 +165,9 @@ def fit(folds: Folds, targets: torch.Tensor, C: float, warm: torch.Tensor | None
         if bool(converged.all()) or step == max_iter:
             break
         active = (slack > 0).to(x.dtype)
-        direction = _conjugate_gradient(x, x_t, active, c2, grad.to(x.dtype), 1 + c2 * (x2_t @ active),
-                                        ~converged).double()
+        direction = _conjugate_gradient(
+            x, x_t, active, c2, grad.to(x.dtype), 1 + c2 * (x2_t @ active), ~converged
+        ).double()
         t = _armijo_step(w, z, y, mask, c2, grad, direction, (x @ direction.to(x.dtype)).double())
         w = w + t[:, None, :] * direction
     return Fit(w.to(x.dtype), converged, step)
@@ -166,20 +190,20 @@ def _active_set_newton(folds: Folds, x64, y, mask, C: float, w):
         previous = active
         pairs = [(b, k) for b in range(batch) for k in range(columns)]
         for start in range(0, len(pairs), COLUMNS_PER_SOLVE):
-            chunk = pairs[start:start + COLUMNS_PER_SOLVE]
+            chunk = pairs[start : start + COLUMNS_PER_SOLVE]
             index = [active[b, :, k].nonzero().squeeze(1) for b, k in chunk]
             size = max(1, max(len(i) for i in index))
             systems = eye[:size, :size].repeat(len(chunk), 1, 1)  # padding: identity rows, zero right-hand side
             rhs = torch.zeros(len(chunk), size, 1, dtype=torch.float64, device=y.device)
             picked = torch.zeros(len(chunk), size, x64.shape[2], dtype=torch.float64, device=y.device)
             for j, ((b, k), i) in enumerate(zip(chunk, index)):
-                systems[j, :len(i), :len(i)] = gram[b][i[:, None], i[None, :]] + eye[:len(i), :len(i)] / (2 * C)
-                rhs[j, :len(i), 0] = y[b, i, k]
-                picked[j, :len(i)] = x64[b, i]
+                systems[j, : len(i), : len(i)] = gram[b][i[:, None], i[None, :]] + eye[: len(i), : len(i)] / (2 * C)
+                rhs[j, : len(i), 0] = y[b, i, k]
+                picked[j, : len(i)] = x64[b, i]
             solution = _solve_refined(systems, rhs, picked, C)
             for j, ((b, k), i) in enumerate(zip(chunk, index)):
                 beta[b, :, k] = 0
-                beta[b, i, k] = solution[j, :len(i), 0]
+                beta[b, i, k] = solution[j, : len(i), 0]
         w = x64.transpose(1, 2) @ beta
         z = x64 @ w  # float64: rows near the margin must not flip on rounding
     return w
@@ -211,8 +235,9 @@ def _conjugate_gradient(x, x_t, active, c2, grad, precond, todo):
     for _ in range(MAX_CG_STEPS):
         hp = p + c2 * (x_t @ (active * (x @ p)))
         curvature = (p * hp).sum(1)
-        alpha = torch.where(running, rs / torch.where(running, curvature, torch.ones_like(curvature)),
-                            torch.zeros_like(rs))
+        alpha = torch.where(
+            running, rs / torch.where(running, curvature, torch.ones_like(curvature)), torch.zeros_like(rs)
+        )
         d += alpha[:, None, :] * p
         r -= alpha[:, None, :] * hp
         running &= r.norm(dim=1) > target

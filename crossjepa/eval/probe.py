@@ -47,8 +47,10 @@ def _check(x, y, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
 def _check_folds(folds, y: np.ndarray) -> None:
     smallest = min(Counter(y.tolist()).values())
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= smallest:
-        raise ValueError(f"folds: expected an int in [2, {smallest}] (the smallest class in the data being split "
-                         f"has {smallest} samples), got {folds!r}")
+        raise ValueError(
+            f"folds: expected an int in [2, {smallest}] (the smallest class in the data being split "
+            f"has {smallest} samples), got {folds!r}"
+        )
 
 
 def _check_solver(solver) -> str:
@@ -85,9 +87,15 @@ class _Problem:
         """Fit every C in increasing order (warm starts) on each fold's training rows -> (folds, [Fit per C])."""
         index = [torch.as_tensor(r, device=self.x.device) for r in train_rows]
         folds = linear_svm.standardise(self.x, index, linear_svm.principal_axes(self.x))
-        targets = torch.stack([torch.nn.functional.pad(
-            linear_svm.one_vs_rest_targets(self.y[r], len(self.classes)), (0, 0, 0, folds.rows.shape[1] - len(r)))
-            for r in index]).to(self.x.dtype)
+        targets = torch.stack(
+            [
+                torch.nn.functional.pad(
+                    linear_svm.one_vs_rest_targets(self.y[r], len(self.classes)),
+                    (0, 0, 0, folds.rows.shape[1] - len(r)),
+                )
+                for r in index
+            ]
+        ).to(self.x.dtype)
         fits, warm = [], None
         for c in sorted(Cs):
             fits.append(linear_svm.fit(folds, targets, c, warm))
@@ -101,12 +109,16 @@ class _Problem:
 
 def _warn_unconverged(count: int, where: str) -> None:
     if count:
-        warnings.warn(f"linear probe: {count} one-vs-rest fit(s) {where} stopped at max_iter before converging",
-                      ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"linear probe: {count} one-vs-rest fit(s) {where} stopped at max_iter before converging",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
-def select_C(x: np.ndarray, y: np.ndarray, Cs=DEFAULT_CS, folds: int = 5, seed: int = 0,
-             solver: str = "fast", device=None) -> CVChoice:
+def select_C(
+    x: np.ndarray, y: np.ndarray, Cs=DEFAULT_CS, folds: int = 5, seed: int = 0, solver: str = "fast", device=None
+) -> CVChoice:
     """Best C (ties -> smallest) by stratified `folds`-fold CV on (x, y) -> (C, its mean CV accuracy, the
     number of unconverged fits).
 
@@ -121,10 +133,10 @@ def select_C(x: np.ndarray, y: np.ndarray, Cs=DEFAULT_CS, folds: int = 5, seed: 
     else:
         problem = _Problem(x, y, torch.device(device) if device is not None else torch.device("cpu"))
         fold_set, fits = problem.path([tr for tr, _ in splits], cs)
-        held_out = [(problem.x[torch.as_tensor(va, device=problem.x.device)], problem.codes(y[va]))
-                    for _, va in splits]
-        scores = [np.mean([problem.accuracy(fold_set, b, f.weights, *held_out[b]) for b in range(len(splits))])
-                  for f in fits]
+        held_out = [(problem.x[torch.as_tensor(va, device=problem.x.device)], problem.codes(y[va])) for _, va in splits]
+        scores = [
+            np.mean([problem.accuracy(fold_set, b, f.weights, *held_out[b]) for b in range(len(splits))]) for f in fits
+        ]
         unconverged = sum(int((~f.converged).sum()) for f in fits)
     _warn_unconverged(unconverged, "in the CV")
     best = int(np.argmax(scores))
@@ -150,15 +162,22 @@ def _fit_and_score(x, y, test_x, test_y, c: float, Cs, seed: int, solver: str, d
     problem = _Problem(x, y, torch.device(device) if device is not None else torch.device("cpu"))
     folds, fits = problem.path([np.arange(len(x))], [v for v in sorted(Cs) if v <= c])
     test = torch.as_tensor(test_x, dtype=torch.float32, device=problem.x.device)
-    return problem.accuracy(folds, 0, fits[-1].weights, test, problem.codes(test_y)), \
-        int((~fits[-1].converged).sum())
+    return problem.accuracy(folds, 0, fits[-1].weights, test, problem.codes(test_y)), int((~fits[-1].converged).sum())
 
 
 def _summary(per_seed, cs, cv, seeds, folds, solver, unconverged, **extra) -> dict:
     acc = np.asarray(per_seed, dtype=np.float64)
-    return {"accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_seed": [float(a) for a in acc]},
-            "C": cs, "cv_accuracy": cv, "seeds": list(seeds), "folds": folds, "solver": solver,
-            "converged": unconverged == 0, "unconverged_fits": unconverged, **extra}
+    return {
+        "accuracy": {"mean": float(acc.mean()), "std": float(acc.std()), "per_seed": [float(a) for a in acc]},
+        "C": cs,
+        "cv_accuracy": cv,
+        "seeds": list(seeds),
+        "folds": folds,
+        "solver": solver,
+        "converged": unconverged == 0,
+        "unconverged_fits": unconverged,
+        **extra,
+    }
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
@@ -168,8 +187,9 @@ def _check_seeds(seeds) -> tuple[int, ...]:
     return seeds
 
 
-def linear_probe(train_x, train_y, test_x, test_y, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS,
-                 solver: str = "fast", device=None) -> dict:
+def linear_probe(
+    train_x, train_y, test_x, test_y, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS, solver: str = "fast", device=None
+) -> dict:
     """Per seed: C by CV on the training split, refit on all of it, score once on the test split.
 
     `solver`: "fast" (batched torch, on `device`: default the device of the features if they are torch
@@ -194,8 +214,9 @@ def linear_probe(train_x, train_y, test_x, test_y, seeds=(0, 1, 2), folds: int =
     return _summary(per_seed, cs, cv, seeds, folds, solver, unconverged)
 
 
-def cross_validated_probe(x, y, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS, solver: str = "fast",
-                          device=None) -> dict:
+def cross_validated_probe(
+    x, y, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS, solver: str = "fast", device=None
+) -> dict:
     """For data without a test split: nested CV. Outer stratified folds give the accuracy; inside each outer
     training part, `select_C` picks C by its own k-fold CV, so a held-out fold never influences its C.
 
@@ -224,9 +245,19 @@ def cross_validated_probe(x, y, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS, 
     return _summary(per_seed, cs, cv, seeds, folds, solver, unconverged, C_per_fold=per_fold)
 
 
-def probe_encoder(model, train_set, test_set=None, *, seeds=(0, 1, 2), folds: int = 5, Cs=DEFAULT_CS,
-                  batch_size: int = 64, num_points: int | None = None, progress: bool = True,
-                  solver: str = "fast") -> dict:
+def probe_encoder(
+    model,
+    train_set,
+    test_set=None,
+    *,
+    seeds=(0, 1, 2),
+    folds: int = 5,
+    Cs=DEFAULT_CS,
+    batch_size: int = 64,
+    num_points: int | None = None,
+    progress: bool = True,
+    solver: str = "fast",
+) -> dict:
     """Features + probe per seed: each seed also fixes the point subsample / FPS start of the features, so the
     spread over seeds covers both the sampling and the fold split. Without `test_set`, nested CV on
     `train_set`. The fast solver runs on the model's device. -> the `linear_probe` dict."""
@@ -248,8 +279,18 @@ def probe_encoder(model, train_set, test_set=None, *, seeds=(0, 1, 2), folds: in
     return _summary(per_seed, cs, cv, seeds, folds, solver, unconverged, **extra)
 
 
-def probe_teacher(cache, labels, test_cache=None, test_labels=None, *, seeds=(0, 1, 2), folds: int = 5,
-                  Cs=DEFAULT_CS, solver: str = "fast", device=None) -> dict:
+def probe_teacher(
+    cache,
+    labels,
+    test_cache=None,
+    test_labels=None,
+    *,
+    seeds=(0, 1, 2),
+    folds: int = 5,
+    Cs=DEFAULT_CS,
+    solver: str = "fast",
+    device=None,
+) -> dict:
     """The teacher ceiling: the same probe on the teacher's own embeddings, averaged over each object's cached
     views (what a student that reproduced the teacher perfectly would carry). Without `test_cache`, nested
     CV on `cache`. -> the `linear_probe` dict."""

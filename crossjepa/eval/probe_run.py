@@ -18,12 +18,17 @@ from .probe import probe_encoder
 
 def protocol(folds: int, seeds: int, has_test: bool, unseen: dict | None = None, solver: str = "fast") -> str:
     if unseen:
-        return (f"linear SVM ({solver} solver), C by {folds}-fold CV on the {unseen['train_objects']} training objects outside "
-                f"{unseen['file']} only, accuracy once on its {unseen['objects']} unseen objects (stratified "
-                f"{unseen['fraction']:g} of the train split, seed {unseen['seed']}, kept out of pretraining), "
-                f"{seeds} seeds")
-    return (f"linear SVM ({solver} solver), C by {folds}-fold CV on the train split only, "
-            + ("test-split accuracy" if has_test else "nested CV accuracy (no test split)") + f", {seeds} seeds")
+        return (
+            f"linear SVM ({solver} solver), C by {folds}-fold CV on the {unseen['train_objects']} training "
+            f"objects outside {unseen['file']} only, accuracy once on its {unseen['objects']} unseen objects "
+            f"(stratified {unseen['fraction']:g} of the train split, seed {unseen['seed']}, kept out of pretraining), "
+            f"{seeds} seeds"
+        )
+    return (
+        f"linear SVM ({solver} solver), C by {folds}-fold CV on the train split only, "
+        + ("test-split accuracy" if has_test else "nested CV accuracy (no test split)")
+        + f", {seeds} seeds"
+    )
 
 
 def carve(dataset, path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -33,20 +38,36 @@ def carve(dataset, path) -> tuple[np.ndarray, np.ndarray, dict]:
 
     unseen, record = read_unseen(path, dataset)
     rest = np.setdiff1d(np.arange(len(dataset)), unseen)
-    info = {"file": str(path), "fraction": record["fraction"], "seed": record["seed"], "objects": len(unseen),
-            "train_objects": len(rest)}
+    info = {
+        "file": str(path),
+        "fraction": record["fraction"],
+        "seed": record["seed"],
+        "objects": len(unseen),
+        "train_objects": len(rest),
+    }
     return rest, unseen, info
 
 
-def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, preset: str = "default",
-                     seeds: int = 3, folds: int = 5, num_points=None, device="auto", unseen=None,
-                     progress: bool = True, solver: str = "fast") -> dict:
+def probe_checkpoint(
+    data: str,
+    *,
+    checkpoint=None,
+    random_init: bool = False,
+    preset: str = "default",
+    seeds: int = 3,
+    folds: int = 5,
+    num_points=None,
+    device="auto",
+    unseen=None,
+    progress: bool = True,
+    solver: str = "fast",
+) -> dict:
     """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits (`unseen`: an
     unseen-objects file: fit on the other training objects, score on those)."""
     from ..data import open_dataset
+    from ..device import resolve_device
     from ..models import build
     from ..train.checkpoint import load_pretrained
-    from ..device import resolve_device
     from .splits import dataset_labels, subset
 
     dev = resolve_device(device)
@@ -67,17 +88,41 @@ def probe_checkpoint(data: str, *, checkpoint=None, random_init: bool = False, p
         train_set, test_set = subset(train_ds, labels, rest), subset(train_ds, labels, held)
     else:
         train_set, test_set = train_ds, open_test_split(data)
-    report = probe_encoder(model, train_set, test_set, seeds=tuple(range(seeds)), folds=folds,
-                           num_points=num_points, progress=progress, solver=solver)
-    report.update({"protocol": protocol(folds, seeds, test_set is not None, carved, solver), "encoder": source,
-                   "data": data, "train_objects": len(train_set),
-                   "test_objects": None if test_set is None else len(test_set),
-                   "classes": getattr(train_ds, "classes", None), "unseen": carved})
+    report = probe_encoder(
+        model,
+        train_set,
+        test_set,
+        seeds=tuple(range(seeds)),
+        folds=folds,
+        num_points=num_points,
+        progress=progress,
+        solver=solver,
+    )
+    report.update(
+        {
+            "protocol": protocol(folds, seeds, test_set is not None, carved, solver),
+            "encoder": source,
+            "data": data,
+            "train_objects": len(train_set),
+            "test_objects": None if test_set is None else len(test_set),
+            "classes": getattr(train_ds, "classes", None),
+            "unseen": carved,
+        }
+    )
     return report
 
 
-def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None, unseen=None, seeds: int = 3,
-                        folds: int = 5, solver: str = "fast", device="auto") -> dict:
+def probe_teacher_cache(
+    data: str,
+    cache: str,
+    *,
+    test_cache: str | None = None,
+    unseen=None,
+    seeds: int = 3,
+    folds: int = 5,
+    solver: str = "fast",
+    device="auto",
+) -> dict:
     """`crossjepa probe --teacher-cache`: the teacher ceiling, the same protocol on the teacher's own
     view-averaged embeddings (`test_cache`: the test split's cache; `unseen`: an unseen-objects file; without
     either, nested CV on train)."""
@@ -104,18 +149,39 @@ def probe_teacher_cache(data: str, cache: str, *, test_cache: str | None = None,
         def rows(ids):  # probe_teacher reads only the embeddings of the cache it is given
             return SimpleNamespace(embeddings=np.asarray(train_cache.embeddings[ids]))
 
-        report = probe_teacher(rows(rest), labels[rest], rows(held), labels[held], seeds=tuple(range(seeds)),
-                               folds=folds, solver=solver, device=resolve_device(device))
+        report = probe_teacher(
+            rows(rest),
+            labels[rest],
+            rows(held),
+            labels[held],
+            seeds=tuple(range(seeds)),
+            folds=folds,
+            solver=solver,
+            device=resolve_device(device),
+        )
     else:
         test = (None, None)
         if test_cache:
             test_ds, test_teacher_cache = opened(test_cache, "test")
             test = (test_teacher_cache, dataset_labels(test_ds))
-        report = probe_teacher(train_cache, labels, *test, seeds=tuple(range(seeds)), folds=folds, solver=solver,
-                               device=resolve_device(device))
-    report.update({"protocol": protocol(folds, seeds, test_cache is not None, carved, solver), "encoder":
-                   f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
-                   "data": data, "train_objects": train_objects, "unseen": carved})
+        report = probe_teacher(
+            train_cache,
+            labels,
+            *test,
+            seeds=tuple(range(seeds)),
+            folds=folds,
+            solver=solver,
+            device=resolve_device(device),
+        )
+    report.update(
+        {
+            "protocol": protocol(folds, seeds, test_cache is not None, carved, solver),
+            "encoder": f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
+            "data": data,
+            "train_objects": train_objects,
+            "unseen": carved,
+        }
+    )
     return report
 
 

@@ -82,9 +82,25 @@ def _scores(q, k, keep, qk_scale, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _fwd_block(q_base, sqm, o_base, som, lse_base, offs_m, offs_d, Lq,
-               ka, va, keep_a, kb, vb, keep_b, qk_scale,
-               KEY_TAIL: tl.constexpr, PRECISION: tl.constexpr):
+def _fwd_block(
+    q_base,
+    sqm,
+    o_base,
+    som,
+    lse_base,
+    offs_m,
+    offs_d,
+    Lq,
+    ka,
+    va,
+    keep_a,
+    kb,
+    vb,
+    keep_b,
+    qk_scale,
+    KEY_TAIL: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Output and log-sum-exp of the query rows offs_m against every key (kb/vb/keep_b: the key tail)."""
     q = _load_rows(q_base, sqm, offs_m, Lq, offs_d)
     s_a = _scores(q, ka, keep_a, qk_scale, PRECISION)
@@ -103,17 +119,43 @@ def _fwd_block(q_base, sqm, o_base, som, lse_base, offs_m, offs_d, Lq,
     empty = l == 0.0
     out = acc / tl.where(empty, 1.0, l)[:, None]
     row_ok = offs_m < Lq
-    tl.store(o_base + offs_m[:, None] * som + offs_d[None, :], out.to(o_base.dtype.element_ty),
-             mask=row_ok[:, None])
+    tl.store(o_base + offs_m[:, None] * som + offs_d[None, :], out.to(o_base.dtype.element_ty), mask=row_ok[:, None])
     tl.store(lse_base + offs_m, tl.where(empty, float("inf"), m + tl.log2(tl.where(empty, 1.0, l))), mask=row_ok)
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, O, LSE, KPM,
-              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som, smb,
-              H, Lq, Lk, qk_scale,
-              HEAD_DIM: tl.constexpr, Q_MAIN: tl.constexpr, Q_TAIL: tl.constexpr,
-              K_MAIN: tl.constexpr, K_TAIL: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr):
+def _attn_fwd(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    KPM,
+    sqb,
+    sqh,
+    sqm,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sob,
+    soh,
+    som,
+    smb,
+    H,
+    Lq,
+    Lk,
+    qk_scale,
+    HEAD_DIM: tl.constexpr,
+    Q_MAIN: tl.constexpr,
+    Q_TAIL: tl.constexpr,
+    K_MAIN: tl.constexpr,
+    K_TAIL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     bh = tl.program_id(0)
     off_b = (bh // H).to(tl.int64)
     off_h = (bh % H).to(tl.int64)
@@ -136,11 +178,45 @@ def _attn_fwd(Q, K, V, O, LSE, KPM,
     q_base = Q + off_b * sqb + off_h * sqh
     o_base = O + off_b * sob + off_h * soh
     lse_base = LSE + bh.to(tl.int64) * Lq
-    _fwd_block(q_base, sqm, o_base, som, lse_base, tl.arange(0, Q_MAIN), offs_d, Lq,
-               ka, va, keep_a, kb, vb, keep_b, qk_scale, K_TAIL > 0, PRECISION)
+    _fwd_block(
+        q_base,
+        sqm,
+        o_base,
+        som,
+        lse_base,
+        tl.arange(0, Q_MAIN),
+        offs_d,
+        Lq,
+        ka,
+        va,
+        keep_a,
+        kb,
+        vb,
+        keep_b,
+        qk_scale,
+        K_TAIL > 0,
+        PRECISION,
+    )
     if Q_TAIL > 0:
-        _fwd_block(q_base, sqm, o_base, som, lse_base, Q_MAIN + tl.arange(0, Q_TAIL), offs_d, Lq,
-                   ka, va, keep_a, kb, vb, keep_b, qk_scale, K_TAIL > 0, PRECISION)
+        _fwd_block(
+            q_base,
+            sqm,
+            o_base,
+            som,
+            lse_base,
+            Q_MAIN + tl.arange(0, Q_TAIL),
+            offs_d,
+            Lq,
+            ka,
+            va,
+            keep_a,
+            kb,
+            vb,
+            keep_b,
+            qk_scale,
+            K_TAIL > 0,
+            PRECISION,
+        )
 
 
 @triton.jit
@@ -163,9 +239,32 @@ def _grad_key_block(q, do, p_t, dp_t, delta, k, dk, dv, PRECISION: tl.constexpr)
 
 
 @triton.jit
-def _bwd_block(q_base, sqm, do_base, sdom, dq_base, sdqm, lse_base, offs_m, offs_d, Lq,
-               ka, va, keep_a, dk_a, dv_a, kb, vb, keep_b, dk_b, dv_b, qk_scale, sm_scale,
-               KEY_TAIL: tl.constexpr, PRECISION: tl.constexpr):
+def _bwd_block(
+    q_base,
+    sqm,
+    do_base,
+    sdom,
+    dq_base,
+    sdqm,
+    lse_base,
+    offs_m,
+    offs_d,
+    Lq,
+    ka,
+    va,
+    keep_a,
+    dk_a,
+    dv_a,
+    kb,
+    vb,
+    keep_b,
+    dk_b,
+    dv_b,
+    qk_scale,
+    sm_scale,
+    KEY_TAIL: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Stores dq of the query rows offs_m; returns the key blocks' dk, dv with these rows' terms added."""
     q = _load_rows(q_base, sqm, offs_m, Lq, offs_d)
     do = _load_rows(do_base, sdom, offs_m, Lq, offs_d)
@@ -179,24 +278,65 @@ def _bwd_block(q_base, sqm, do_base, sdom, dq_base, sdqm, lse_base, offs_m, offs
     if KEY_TAIL:
         dq_b, dk_b, dv_b = _grad_key_block(q, do, p_b, dp_b, delta, kb, dk_b, dv_b, PRECISION)
         dq += dq_b
-    tl.store(dq_base + offs_m[:, None] * sdqm + offs_d[None, :], (dq * sm_scale).to(dq_base.dtype.element_ty),
-             mask=(offs_m < Lq)[:, None])
+    tl.store(
+        dq_base + offs_m[:, None] * sdqm + offs_d[None, :],
+        (dq * sm_scale).to(dq_base.dtype.element_ty),
+        mask=(offs_m < Lq)[:, None],
+    )
     return dk_a, dv_a, dk_b, dv_b
 
 
 @triton.jit
 def _store_rows(base, stride, offs, length, offs_d, x):
-    tl.store(base + offs[:, None] * stride + offs_d[None, :], x.to(base.dtype.element_ty),
-             mask=offs[:, None] < length)
+    tl.store(base + offs[:, None] * stride + offs_d[None, :], x.to(base.dtype.element_ty), mask=offs[:, None] < length)
 
 
 @triton.jit
-def _attn_bwd(Q, K, V, DO, DQ, DK, DV, LSE, KPM,
-              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn,
-              sdob, sdoh, sdom, sdqb, sdqh, sdqm, sdkb, sdkh, sdkn, sdvb, sdvh, sdvn, smb,
-              H, Lq, Lk, qk_scale, sm_scale,
-              HEAD_DIM: tl.constexpr, Q_MAIN: tl.constexpr, Q_TAIL: tl.constexpr,
-              K_MAIN: tl.constexpr, K_TAIL: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr):
+def _attn_bwd(
+    Q,
+    K,
+    V,
+    DO,
+    DQ,
+    DK,
+    DV,
+    LSE,
+    KPM,
+    sqb,
+    sqh,
+    sqm,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdob,
+    sdoh,
+    sdom,
+    sdqb,
+    sdqh,
+    sdqm,
+    sdkb,
+    sdkh,
+    sdkn,
+    sdvb,
+    sdvh,
+    sdvn,
+    smb,
+    H,
+    Lq,
+    Lk,
+    qk_scale,
+    sm_scale,
+    HEAD_DIM: tl.constexpr,
+    Q_MAIN: tl.constexpr,
+    Q_TAIL: tl.constexpr,
+    K_MAIN: tl.constexpr,
+    K_TAIL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     bh = tl.program_id(0)
     off_b = (bh // H).to(tl.int64)
     off_h = (bh % H).to(tl.int64)
@@ -224,13 +364,59 @@ def _attn_bwd(Q, K, V, DO, DQ, DK, DV, LSE, KPM,
     do_base = DO + off_b * sdob + off_h * sdoh
     dq_base = DQ + off_b * sdqb + off_h * sdqh
     lse_base = LSE + bh.to(tl.int64) * Lq
-    dk_a, dv_a, dk_b, dv_b = _bwd_block(q_base, sqm, do_base, sdom, dq_base, sdqm, lse_base,
-                                        tl.arange(0, Q_MAIN), offs_d, Lq, ka, va, keep_a, dk_a, dv_a,
-                                        kb, vb, keep_b, dk_b, dv_b, qk_scale, sm_scale, K_TAIL > 0, PRECISION)
+    dk_a, dv_a, dk_b, dv_b = _bwd_block(
+        q_base,
+        sqm,
+        do_base,
+        sdom,
+        dq_base,
+        sdqm,
+        lse_base,
+        tl.arange(0, Q_MAIN),
+        offs_d,
+        Lq,
+        ka,
+        va,
+        keep_a,
+        dk_a,
+        dv_a,
+        kb,
+        vb,
+        keep_b,
+        dk_b,
+        dv_b,
+        qk_scale,
+        sm_scale,
+        K_TAIL > 0,
+        PRECISION,
+    )
     if Q_TAIL > 0:
-        dk_a, dv_a, dk_b, dv_b = _bwd_block(q_base, sqm, do_base, sdom, dq_base, sdqm, lse_base,
-                                            Q_MAIN + tl.arange(0, Q_TAIL), offs_d, Lq, ka, va, keep_a, dk_a, dv_a,
-                                            kb, vb, keep_b, dk_b, dv_b, qk_scale, sm_scale, K_TAIL > 0, PRECISION)
+        dk_a, dv_a, dk_b, dv_b = _bwd_block(
+            q_base,
+            sqm,
+            do_base,
+            sdom,
+            dq_base,
+            sdqm,
+            lse_base,
+            Q_MAIN + tl.arange(0, Q_TAIL),
+            offs_d,
+            Lq,
+            ka,
+            va,
+            keep_a,
+            dk_a,
+            dv_a,
+            kb,
+            vb,
+            keep_b,
+            dk_b,
+            dv_b,
+            qk_scale,
+            sm_scale,
+            K_TAIL > 0,
+            PRECISION,
+        )
 
     dk_base = DK + off_b * sdkb + off_h * sdkh
     dv_base = DV + off_b * sdvb + off_h * sdvh
@@ -253,9 +439,16 @@ def _empty_blhd(like):
 
 def _meta(q, k, key_padding_mask) -> dict:
     (q_main, q_tail), (k_main, k_tail) = split(q.shape[2]), split(k.shape[2])
-    return {"HEAD_DIM": q.shape[3], "Q_MAIN": q_main, "Q_TAIL": q_tail, "K_MAIN": k_main, "K_TAIL": k_tail,
-            "HAS_MASK": key_padding_mask is not None, "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
-            "num_stages": 1}
+    return {
+        "HEAD_DIM": q.shape[3],
+        "Q_MAIN": q_main,
+        "Q_TAIL": q_tail,
+        "K_MAIN": k_main,
+        "K_TAIL": k_tail,
+        "HAS_MASK": key_padding_mask is not None,
+        "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
+        "num_stages": 1,
+    }
 
 
 def _mask_arg(q, key_padding_mask):
@@ -272,8 +465,24 @@ def _forward(q, k, v, key_padding_mask, warps):
     mask, smb = _mask_arg(q, key_padding_mask)
     sm_scale = 1.0 / math.sqrt(d)
     _attn_fwd[(b * h,)](
-        q, k, v, o, lse, mask, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3], smb,
-        h, lq, k.shape[2], sm_scale * math.log2(math.e), num_warps=warps, **_meta(q, k, key_padding_mask))
+        q,
+        k,
+        v,
+        o,
+        lse,
+        mask,
+        *q.stride()[:3],
+        *k.stride()[:3],
+        *v.stride()[:3],
+        *o.stride()[:3],
+        smb,
+        h,
+        lq,
+        k.shape[2],
+        sm_scale * math.log2(math.e),
+        num_warps=warps,
+        **_meta(q, k, key_padding_mask),
+    )
     return o, lse
 
 
@@ -283,11 +492,31 @@ def _backward(q, k, v, lse, key_padding_mask, do, warps):
     mask, smb = _mask_arg(q, key_padding_mask)
     sm_scale = 1.0 / math.sqrt(d)
     _attn_bwd[(b * h,)](
-        q, k, v, do, dq, dk, dv, lse, mask,
-        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3],
-        *dq.stride()[:3], *dk.stride()[:3], *dv.stride()[:3], smb,
-        h, lq, k.shape[2], sm_scale * math.log2(math.e), sm_scale, num_warps=warps,
-        **_meta(q, k, key_padding_mask))
+        q,
+        k,
+        v,
+        do,
+        dq,
+        dk,
+        dv,
+        lse,
+        mask,
+        *q.stride()[:3],
+        *k.stride()[:3],
+        *v.stride()[:3],
+        *do.stride()[:3],
+        *dq.stride()[:3],
+        *dk.stride()[:3],
+        *dv.stride()[:3],
+        smb,
+        h,
+        lq,
+        k.shape[2],
+        sm_scale * math.log2(math.e),
+        sm_scale,
+        num_warps=warps,
+        **_meta(q, k, key_padding_mask),
+    )
     return dq, dk, dv
 
 
@@ -319,8 +548,10 @@ def fused_attention(q, k, v, key_padding_mask=None, warps=None):
     """
     check_attention_args(q, k, v, key_padding_mask)
     if not triton_supports(q, k, INTERPRETED, allow_fp32=True):
-        raise ValueError(f"q: expected CUDA (or interpreted CPU) tensors with Lq, Lk <= {MAX_LEN} and d in "
-                         f"(32, 64, 128), got q {tuple(q.shape)}, k {tuple(k.shape)} {q.dtype} on {q.device}")
+        raise ValueError(
+            f"q: expected CUDA (or interpreted CPU) tensors with Lq, Lk <= {MAX_LEN} and d in "
+            f"(32, 64, 128), got q {tuple(q.shape)}, k {tuple(k.shape)} {q.dtype} on {q.device}"
+        )
     if warps is not None and (len(warps) != 2 or any(w not in (1, 2, 4, 8, 16) for w in warps)):
         raise ValueError(f"warps: expected (forward, backward) powers of two up to 16, got {warps!r}")
     return FusedAttention.apply(q, k, v, key_padding_mask, warps)

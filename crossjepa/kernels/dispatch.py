@@ -51,8 +51,14 @@ class TritonWin:
     evidence: str  # the results file and its ratio, e.g. "benchmarks/results/bench_cuda_attention.json: 1.4x"
 
     def covers(self, capability, dtype, lq, lk, head_dim, masked) -> bool:
-        return (capability == self.capability and dtype == self.dtype and head_dim == self.head_dim
-                and masked == self.masked and lq <= self.max_lq and lk <= self.max_lk)
+        return (
+            capability == self.capability
+            and dtype == self.dtype
+            and head_dim == self.head_dim
+            and masked == self.masked
+            and lq <= self.max_lq
+            and lk <= self.max_lk
+        )
 
 
 TRITON_WINS: tuple[TritonWin, ...] = ()  # nothing measured faster yet: SDPA everywhere
@@ -107,8 +113,7 @@ def _triton_fn():
     return FusedAttention.apply
 
 
-def rule(capability: tuple[int, int] | None, dtype: torch.dtype, lq: int, lk: int, head_dim: int,
-         masked: bool) -> str:
+def rule(capability: tuple[int, int] | None, dtype: torch.dtype, lq: int, lk: int, head_dim: int, masked: bool) -> str:
     """The auto choice outside torch.compile: "triton" where TRITON_WINS covers the inputs, else "sdpa".
     capability: the CUDA device's compute capability, None off CUDA."""
     wins = capability is not None and any(w.covers(capability, dtype, lq, lk, head_dim, masked) for w in TRITON_WINS)
@@ -117,11 +122,15 @@ def rule(capability: tuple[int, int] | None, dtype: torch.dtype, lq: int, lk: in
 
 def rule_text() -> str:
     """The rule as runtime.json records it, with the table it reads."""
-    wins = "; ".join(f"sm_{w.capability[0]}{w.capability[1]} {str(w.dtype).removeprefix('torch.')} d={w.head_dim}"
-                     f" {'masked' if w.masked else 'unmasked'} Lq <= {w.max_lq} Lk <= {w.max_lk}"
-                     for w in TRITON_WINS)
-    return (f"triton where a measured win lists the inputs (GPU capability, dtype, head dim in {HEAD_DIMS}, "
-            f"masked, Lq <= max, Lk <= max) and not compiling; else sdpa. Measured wins: {wins or 'none'}")
+    wins = "; ".join(
+        f"sm_{w.capability[0]}{w.capability[1]} {str(w.dtype).removeprefix('torch.')} d={w.head_dim}"
+        f" {'masked' if w.masked else 'unmasked'} Lq <= {w.max_lq} Lk <= {w.max_lk}"
+        for w in TRITON_WINS
+    )
+    return (
+        f"triton where a measured win lists the inputs (GPU capability, dtype, head dim in {HEAD_DIMS}, "
+        f"masked, Lq <= max, Lk <= max) and not compiling; else sdpa. Measured wins: {wins or 'none'}"
+    )
 
 
 def _choose(env: _Environment, q, k, key_padding_mask) -> str:
@@ -135,7 +144,7 @@ def _choose(env: _Environment, q, k, key_padding_mask) -> str:
 
 
 def selected_backend(q, k, v, key_padding_mask=None) -> str:
-    """"triton" or "sdpa": what `attention` runs for these inputs (a pure function of mode, device, dtype and
+    """ "triton" or "sdpa": what `attention` runs for these inputs (a pure function of mode, device, dtype and
     shape; never measures, never draws random numbers)."""
     check_attention_args(q, k, v, key_padding_mask)
     env = _environment()
@@ -151,9 +160,19 @@ def selected_backend(q, k, v, key_padding_mask=None) -> str:
 def dispatch_record() -> dict:
     """{"mode", "rule", "choices": [{mode, device, dtype, lq, lk, head_dim, masked, backend}, ...]}: what this
     process chose so far (for a run's record)."""
-    choices = [{"mode": mode, "device": str(device), "dtype": str(dtype).removeprefix("torch."), "lq": lq, "lk": lk,
-                "head_dim": d, "masked": masked, "backend": backend}
-               for (mode, device, dtype, lq, lk, d, masked), backend in sorted(_chosen.items(), key=str)]
+    choices = [
+        {
+            "mode": mode,
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "lq": lq,
+            "lk": lk,
+            "head_dim": d,
+            "masked": masked,
+            "backend": backend,
+        }
+        for (mode, device, dtype, lq, lk, d, masked), backend in sorted(_chosen.items(), key=str)
+    ]
     return {"mode": _environment().mode, "rule": rule_text(), "choices": choices}
 
 

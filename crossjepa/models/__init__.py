@@ -9,8 +9,9 @@ from .loss import crossjepa_loss
 __all__ = ["PRESETS", "CrossJEPA", "ModelConfig", "build", "count_parameters", "crossjepa_loss", "describe"]
 
 
-def build(preset: str = "default", teacher_dim: int | None = None, *, config: ModelConfig | None = None,
-          **overrides) -> CrossJEPA:
+def build(
+    preset: str = "default", teacher_dim: int | None = None, *, config: ModelConfig | None = None, **overrides
+) -> CrossJEPA:
     """A CrossJEPA model from a named preset ("default" paper size, "tiny" for CPU) or a full `config`.
 
     teacher_dim: width of the teacher embeddings to predict (None keeps the config's, 768 in both presets).

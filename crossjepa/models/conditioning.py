@@ -50,8 +50,9 @@ class ViewConditioner(nn.Module):
         if histograms is None and self.cfg.use_histogram:
             raise ValueError("histograms: required, the condition uses them (condition.use_histogram)")
         if histograms is not None and histograms.shape != (*poses.shape[:2], bins3):
-            raise ValueError(f"histograms: expected shape {(*poses.shape[:2], bins3)} to match poses, "
-                             f"got {tuple(histograms.shape)}")
+            raise ValueError(
+                f"histograms: expected shape {(*poses.shape[:2], bins3)} to match poses, got {tuple(histograms.shape)}"
+            )
         parts = []
         if self.cfg.use_pose:
             parts.append(fourier_encode(self.pose_numbers(poses), self.cfg.frequencies))

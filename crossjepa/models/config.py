@@ -41,9 +41,16 @@ class TokenizerConfig:
     pos_hidden: int = 128  # positional MLP on centers: 3 -> pos_hidden -> width
 
     def __post_init__(self) -> None:
-        _positive_ints("tokenizer", num_points=self.num_points, num_groups=self.num_groups,
-                       group_size=self.group_size, local_hidden=self.local_hidden, local_out=self.local_out,
-                       global_hidden=self.global_hidden, pos_hidden=self.pos_hidden)
+        _positive_ints(
+            "tokenizer",
+            num_points=self.num_points,
+            num_groups=self.num_groups,
+            group_size=self.group_size,
+            local_hidden=self.local_hidden,
+            local_out=self.local_out,
+            global_hidden=self.global_hidden,
+            pos_hidden=self.pos_hidden,
+        )
         check_choice("tokenizer.fps_start", self.fps_start, FPS_STARTS)
         if max(self.num_groups, self.group_size) > self.num_points:
             raise ValueError(f"tokenizer.num_points: expected >= num_groups and group_size, got {self.num_points}")
@@ -61,8 +68,9 @@ class EncoderConfig:
     readout_layers: int = 1  # probe/embed features: pooled patch tokens averaged over the last N blocks
 
     def __post_init__(self) -> None:
-        _positive_ints("encoder", width=self.width, heads=self.heads, depth=self.depth,
-                       readout_layers=self.readout_layers)
+        _positive_ints(
+            "encoder", width=self.width, heads=self.heads, depth=self.depth, readout_layers=self.readout_layers
+        )
         check_positive("encoder.mlp_ratio", self.mlp_ratio)
         if self.readout_layers > self.depth:
             raise ValueError(f"encoder.readout_layers: expected at most depth={self.depth}, got {self.readout_layers}")
@@ -149,8 +157,15 @@ def _tiny() -> ModelConfig:
     # CPU tests and the offline demo: same structure, 0.72M parameters (~0.2 s per step of 32 objects x 4
     # views on 2 CPU cores).
     return ModelConfig(
-        tokenizer=TokenizerConfig(num_points=512, num_groups=32, group_size=16, local_hidden=32, local_out=64,
-                                  global_hidden=128, pos_hidden=64),
+        tokenizer=TokenizerConfig(
+            num_points=512,
+            num_groups=32,
+            group_size=16,
+            local_hidden=32,
+            local_out=64,
+            global_hidden=128,
+            pos_hidden=64,
+        ),
         encoder=EncoderConfig(width=128, heads=4, depth=3, mlp_ratio=2.0, drop_path=0.0),
         predictor=PredictorConfig(width=128, depth=1, heads=4, mlp_ratio=2.0),
         condition=ConditionConfig(frequencies=4, hidden=128),

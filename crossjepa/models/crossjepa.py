@@ -22,8 +22,13 @@ class CrossJEPA(nn.Module):
         in_width = 2 * config.encoder.width if self.pooled_input else config.encoder.width
         self.predictor = Predictor(config.predictor, in_width, config.teacher_dim)
 
-    def forward(self, points: torch.Tensor, poses: torch.Tensor, histograms: torch.Tensor | None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        points: torch.Tensor,
+        poses: torch.Tensor,
+        histograms: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """points (B, P, 3), poses (B, V, 4, 4) camera-to-world, histograms (B, V, 3*bins) (None when
         condition.use_histogram is off)
         -> predicted standardised teacher embeddings (B, V, teacher_dim).
@@ -61,12 +66,15 @@ def describe(model: CrossJEPA) -> str:
     cfg = model.config
     t, e, p, c = cfg.tokenizer, cfg.encoder, cfg.predictor, cfg.condition
     inputs = ([f"pose ({c.rotation_frame} {c.rotation_format}, {c.frequencies} bands)"] if c.use_pose else []) + (
-        [f"histogram ({c.histogram_bins} bins)"] if c.use_histogram else [])
-    return "\n".join([
-        f"encoder     {counts['encoder'] / 1e6:7.3f}M  {t.num_points} pts -> {t.num_groups} groups x {t.group_size}, "
-        f"width {e.width}, depth {e.depth}, heads {e.heads}, mlp x{e.mlp_ratio}",
-        f"predictor   {counts['predictor'] / 1e6:7.3f}M  width {p.width}, depth {p.depth}, heads {p.heads}, "
-        f"mlp x{p.mlp_ratio}, conditioning {p.conditioning}, -> {cfg.teacher_dim}",
-        f"conditioner {counts['conditioner'] / 1e6:7.3f}M  {' + '.join(inputs)}",
-        f"trainable   {counts['trainable'] / 1e6:7.3f}M",
-    ])
+        [f"histogram ({c.histogram_bins} bins)"] if c.use_histogram else []
+    )
+    return "\n".join(
+        [
+            f"encoder     {counts['encoder'] / 1e6:7.3f}M  {t.num_points} pts -> {t.num_groups} groups x "
+            f"{t.group_size}, width {e.width}, depth {e.depth}, heads {e.heads}, mlp x{e.mlp_ratio}",
+            f"predictor   {counts['predictor'] / 1e6:7.3f}M  width {p.width}, depth {p.depth}, heads {p.heads}, "
+            f"mlp x{p.mlp_ratio}, conditioning {p.conditioning}, -> {cfg.teacher_dim}",
+            f"conditioner {counts['conditioner'] / 1e6:7.3f}M  {' + '.join(inputs)}",
+            f"trainable   {counts['trainable'] / 1e6:7.3f}M",
+        ]
+    )

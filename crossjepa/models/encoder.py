@@ -17,8 +17,9 @@ class PointEncoder(nn.Module):
         self.cfg = cfg
         self.width = cfg.width
         self.tokenizer = Tokenizer(tokenizer, cfg.width)
-        self.pos_embed = nn.Sequential(nn.Linear(3, tokenizer.pos_hidden), nn.GELU(),
-                                       nn.Linear(tokenizer.pos_hidden, cfg.width))
+        self.pos_embed = nn.Sequential(
+            nn.Linear(3, tokenizer.pos_hidden), nn.GELU(), nn.Linear(tokenizer.pos_hidden, cfg.width)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, cfg.width))
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
@@ -32,8 +33,9 @@ class PointEncoder(nn.Module):
         """(B, P, 3) -> output tokens (B, 1 + G, W), cls first. `generator` drives a random FPS start."""
         return self.layer_outputs(points, generator, 1)[-1]
 
-    def layer_outputs(self, points: torch.Tensor, generator: torch.Generator | None = None,
-                      last: int = 1) -> list[torch.Tensor]:
+    def layer_outputs(
+        self, points: torch.Tensor, generator: torch.Generator | None = None, last: int = 1
+    ) -> list[torch.Tensor]:
         """The last `last` blocks' outputs, each through the final norm: a list of (B, 1 + G, W)."""
         with record_function("tokenizer"):  # profiler ranges (crossjepa profile's per-stage breakdown)
             patches, centers = self.tokenizer(points, generator)

@@ -64,8 +64,9 @@ class Block(nn.Module):
     the block starts as a plain pre-norm block (not the identity, which would cut the encoder off from the
     loss until the gates grow) and learns how much the view should reshape it."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, drop_path: float = 0.0,
-                 cond_width: int | None = None) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float, drop_path: float = 0.0, cond_width: int | None = None
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
         self.attn = Attention(width, heads)

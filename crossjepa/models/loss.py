@@ -13,8 +13,14 @@ def standardize(target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps
     return (target.float() - mean.float()) / std.float().clamp_min(eps)
 
 
-def crossjepa_loss(e_hat: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                   kind: str = "smooth_l1", beta: float = 1.0) -> torch.Tensor:
+def crossjepa_loss(
+    e_hat: torch.Tensor,
+    target: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    kind: str = "smooth_l1",
+    beta: float = 1.0,
+) -> torch.Tensor:
     """Scalar loss between predictions and teacher embeddings, both (..., D).
 
     The predictor is trained to output STANDARDISED embeddings directly: `target` is standardised with the

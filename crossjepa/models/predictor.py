@@ -24,7 +24,8 @@ class Predictor(nn.Module):
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
         self.blocks = nn.ModuleList(
             Block(cfg.width, cfg.heads, cfg.mlp_ratio, rate, cond_width=cfg.width if use_adaln else None)
-            for rate in rates)
+            for rate in rates
+        )
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, teacher_dim)
         self.apply(init_weights)
@@ -35,8 +36,10 @@ class Predictor(nn.Module):
     def forward(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """tokens (B, N, W_enc), cond (B, V, width) -> predictions (B, V, teacher_dim)."""
         if tokens.ndim != 3 or cond.ndim != 3 or cond.shape[0] != tokens.shape[0]:
-            raise ValueError(f"cond: expected (B, V, C) with B = {tokens.shape[0]} to match tokens "
-                             f"{tuple(tokens.shape)}, got {tuple(cond.shape)}")
+            raise ValueError(
+                f"cond: expected (B, V, C) with B = {tokens.shape[0]} to match tokens "
+                f"{tuple(tokens.shape)}, got {tuple(cond.shape)}"
+            )
         b, v, _ = cond.shape
         x = self.in_proj(tokens)  # once per object, before the per-view expansion
         x = x[:, None].expand(-1, v, -1, -1).reshape(b * v, x.shape[1], x.shape[2])

@@ -57,11 +57,17 @@ class PatchEmbed(nn.Module):
     def __init__(self, cfg: TokenizerConfig, width: int) -> None:
         super().__init__()
         self.local = nn.Sequential(
-            PointLinear(3, cfg.local_hidden), nn.BatchNorm1d(cfg.local_hidden), nn.ReLU(inplace=True),
-            PointLinear(cfg.local_hidden, cfg.local_out))
+            PointLinear(3, cfg.local_hidden),
+            nn.BatchNorm1d(cfg.local_hidden),
+            nn.ReLU(inplace=True),
+            PointLinear(cfg.local_hidden, cfg.local_out),
+        )
         self.merge = nn.Sequential(
-            PointLinear(2 * cfg.local_out, cfg.global_hidden), nn.BatchNorm1d(cfg.global_hidden),
-            nn.ReLU(inplace=True), PointLinear(cfg.global_hidden, width))
+            PointLinear(2 * cfg.local_out, cfg.global_hidden),
+            nn.BatchNorm1d(cfg.global_hidden),
+            nn.ReLU(inplace=True),
+            PointLinear(cfg.global_hidden, width),
+        )
 
     def forward(self, neighbourhoods: torch.Tensor) -> torch.Tensor:
         b, g, k, _ = neighbourhoods.shape

@@ -172,5 +172,7 @@ def check_attention_args(q, k, v, key_padding_mask=None):
             got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
             raise TypeError(f"key_padding_mask: expected a bool tensor, got {got}")
         if key_padding_mask.shape != (k.shape[0], k.shape[2]) or key_padding_mask.device != q.device:
-            raise ValueError(f"key_padding_mask: expected shape ({k.shape[0]}, {k.shape[2]}) on {q.device}, "
-                             f"got {tuple(key_padding_mask.shape)} on {key_padding_mask.device}")
+            raise ValueError(
+                f"key_padding_mask: expected shape ({k.shape[0]}, {k.shape[2]}) on {q.device}, "
+                f"got {tuple(key_padding_mask.shape)} on {key_padding_mask.device}"
+            )

@@ -33,8 +33,10 @@ def _missing_reason(exc: Exception) -> str:
     except OSError:  # no record: not built at all (e.g. torch missing at build time), or a broken install
         failure = ""
     if failure:
-        return (f"building the compiled extension crossjepa._C failed at install time: {failure} "
-                "(reinstall with CROSSJEPA_STRICT_BUILD=1 and -v to see the whole compiler output)")
+        return (
+            f"building the compiled extension crossjepa._C failed at install time: {failure} "
+            "(reinstall with CROSSJEPA_STRICT_BUILD=1 and -v to see the whole compiler output)"
+        )
     return f"the compiled extension crossjepa._C could not be imported ({exc})"
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from crossjepa.ops import reference
-from crossjepa.ops.dispatch import extension_for
 from crossjepa.ops.argument_checks import normalize_fps, normalize_group, normalize_knn
+from crossjepa.ops.dispatch import extension_for
 
 
 def farthest_point_sample(

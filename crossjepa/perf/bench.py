@@ -69,8 +69,10 @@ def _verdict(r: dict) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """Rows grouped by benchmark: a header with the shape and load, then one line per implementation."""
-    head = f"  {'impl':<26} {'backend':<34} {'median ms':>9} {'min':>7} {'max':>7} {'throughput':>19} " \
-           f"{'peak MB':>8}  speed-up"
+    head = (
+        f"  {'impl':<26} {'backend':<34} {'median ms':>9} {'min':>7} {'max':>7} {'throughput':>19} "
+        f"{'peak MB':>8}  speed-up"
+    )
     lines, last = [], None
     for r in rows:
         key = (r["suite"], r["name"], r["shape"], r.get("load"))
@@ -83,8 +85,10 @@ def format_table(rows: list[dict]) -> str:
             continue
         tput = f"{_si(r['throughput'])} {r['unit']}"
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        lines.append(f"  {r['impl']:<26} {r['backend'][:34]:<34} {_ms(r['median_ms']):>9} {_ms(r['min_ms']):>7} "
-                     f"{_ms(r['max_ms']):>7} {tput:>19} {mem:>8}  {_verdict(r)}".rstrip())
+        lines.append(
+            f"  {r['impl']:<26} {r['backend'][:34]:<34} {_ms(r['median_ms']):>9} {_ms(r['min_ms']):>7} "
+            f"{_ms(r['max_ms']):>7} {tput:>19} {mem:>8}  {_verdict(r)}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -96,20 +100,24 @@ def format_load_summary(rows: list[dict]) -> str:
             pairs.setdefault((r["suite"], r["name"], r["shape"], r["impl"], r["ratio_vs"]), {})[r["load"]] = r
     lines = ["", "speed-up over the reference by load (background spinning processes):"]
     for (suite, name, shape, impl, ref), by_load in pairs.items():
-        cells = "  ".join(f"load {load}: " + ("-" if r["ratio"] is None else f"{r['ratio']:.2f}x")
-                          for load, r in by_load.items())
+        cells = "  ".join(
+            f"load {load}: " + ("-" if r["ratio"] is None else f"{r['ratio']:.2f}x") for load, r in by_load.items()
+        )
         target = next(iter(by_load.values()))["target"]
-        lines.append(f"  [{suite}] {name} ({shape}) {impl} vs {ref}{f' (target {target:g}x)' if target else ''}:"
-                     f"  {cells}")
+        lines.append(
+            f"  [{suite}] {name} ({shape}) {impl} vs {ref}{f' (target {target:g}x)' if target else ''}:  {cells}"
+        )
     return "\n".join(lines)
 
 
 def _finite(rows: list[dict]) -> list[dict]:
     """JSON has no NaN/inf: such a value (a zero-time measurement) is stored as null."""
+
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v
+
     return [clean(r) for r in rows]
 
 
@@ -118,11 +126,22 @@ def results_name(runner: str, device, suites: list[str], quick: bool) -> str:
     return f"{runner}_{device.type}{subset}{'_quick' if quick else ''}.json"
 
 
-def new_results(device, quick: bool, suites: list[str], loads: list[int], runner: str,
-                options: dict | None = None) -> dict:
-    return {"schema": SCHEMA, "runner": runner, "device": str(device), "quick": quick, "suites": suites,
-            "loads": loads, "options": options or {}, "complete": False, "env": environment(device),
-            "wall_s": {}, "rows": []}
+def new_results(
+    device, quick: bool, suites: list[str], loads: list[int], runner: str, options: dict | None = None
+) -> dict:
+    return {
+        "schema": SCHEMA,
+        "runner": runner,
+        "device": str(device),
+        "quick": quick,
+        "suites": suites,
+        "loads": loads,
+        "options": options or {},
+        "complete": False,
+        "env": environment(device),
+        "wall_s": {},
+        "rows": [],
+    }
 
 
 def write_results(path: Path, results: dict, rows: list[dict], complete: bool = False) -> Path:
@@ -141,9 +160,17 @@ def progress_line(row: dict, seconds: float) -> str:
     return f"{head}: median {_ms(row['median_ms'])} ms of {runs} ({seconds:.1f} s)"
 
 
-def run_bench(device, suites: list[str], quick: bool, out: Path, loads: list[int] = (0,), echo=print,
-              case_budget_s: float | None = None, compile: bool = False,
-              progress=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
+def run_bench(
+    device,
+    suites: list[str],
+    quick: bool,
+    out: Path,
+    loads: list[int] = (0,),
+    echo=print,
+    case_budget_s: float | None = None,
+    compile: bool = False,
+    progress=lambda line: print(line, file=sys.stderr, flush=True),
+) -> Path:
     options = {"case_budget_s": case_budget_s, "compile": compile}
     results = new_results(device, quick, suites, list(loads), "crossjepa bench", options)
     path = Path(out) / results_name("bench", device, suites, quick)
@@ -184,5 +211,13 @@ def run_bench_command(args) -> Path:
         raise ValueError(f"--case-budget: expected seconds >= 0 (0: no budget), got {args.case_budget:g}")
     suites, loads = parse_suites(args.suite), parse_loads(args.load)
     progress = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    return run_bench(resolve_device(args.device), suites, args.quick, Path(args.out), loads,
-                     case_budget_s=args.case_budget or None, compile=args.compile, progress=progress)
+    return run_bench(
+        resolve_device(args.device),
+        suites,
+        args.quick,
+        Path(args.out),
+        loads,
+        case_budget_s=args.case_budget or None,
+        compile=args.compile,
+        progress=progress,
+    )

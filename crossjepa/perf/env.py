@@ -61,27 +61,46 @@ def _cuda_record(device: torch.device) -> dict:
     index = device.index if device.index is not None else torch.cuda.current_device()
     props = torch.cuda.get_device_properties(index)
     driver = _run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version", "--format=csv,noheader"])
-    return {"device_name": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
-            "compute_capability": f"{props.major}.{props.minor}", "driver": driver or "unknown",
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return {
+        "device_name": props.name,
+        "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "driver": driver or "unknown",
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
 
 
 def environment(device: str | torch.device = "cpu") -> dict:
     """Device, driver, CUDA, library versions, CPU, threads and threading variables, commit and date (UTC) as a
     JSON-able dict."""
     device = torch.device(device)
-    record = {"device": device.type, "device_name": cpu_model(), "driver": None, "cuda": torch.version.cuda,
-              "cudnn": None}
+    record = {
+        "device": device.type,
+        "device_name": cpu_model(),
+        "driver": None,
+        "cuda": torch.version.cuda,
+        "cudnn": None,
+    }
     if device.type == "cuda":
         record.update(_cuda_record(device))
-    record.update({
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "triton": _version("triton"), "numpy": _version("numpy"),
-        "fpsample": _version("fpsample"), "timm": _version("timm"), "threading_env": threading_env(),
-        "git": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
+    record.update(
+        {
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "triton": _version("triton"),
+            "numpy": _version("numpy"),
+            "fpsample": _version("fpsample"),
+            "timm": _version("timm"),
+            "threading_env": threading_env(),
+            "git": git_commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     return record
 
 
@@ -90,5 +109,7 @@ def describe(record: dict) -> str:
     name = record["device_name"]
     gpu = f" driver {record['driver']} CUDA {record['cuda']}" if record["device"] == "cuda" else ""
     commit = record["git"]["commit"][:12] + ("+dirty" if record["git"]["dirty"] else "")
-    return (f"{name}{gpu} | torch {record['torch']} triton {record['triton']} | {record['torch_threads']} threads"
-            f" | commit {commit} | {record['date']}")
+    return (
+        f"{name}{gpu} | torch {record['torch']} triton {record['triton']} | {record['torch_threads']} threads"
+        f" | commit {commit} | {record['date']}"
+    )

@@ -30,8 +30,14 @@ def spinners(count: int):
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if trap else None
     try:
         for _ in range(count):
-            procs.append(subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", SPIN],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         yield [p.pid for p in procs]
     finally:
         for p in procs:

@@ -6,8 +6,15 @@ from pathlib import Path
 
 from ..atomic import atomic_target
 
-STAGE_COLORS = {"data": "#8c564b", "tokenizer": "#1f77b4", "encoder": "#2ca02c", "predictor": "#9467bd",
-                "loss": "#e377c2", "backward": "#d62728", "optimizer": "#ff7f0e"}
+STAGE_COLORS = {
+    "data": "#8c564b",
+    "tokenizer": "#1f77b4",
+    "encoder": "#2ca02c",
+    "predictor": "#9467bd",
+    "loss": "#e377c2",
+    "backward": "#d62728",
+    "optimizer": "#ff7f0e",
+}
 
 
 def plot_memory_timeline(path: Path, samples, steps, stage_spans, title: str) -> Path:

@@ -24,8 +24,8 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from .env import describe, environment
 from ..atomic import atomic_target, write_json, write_text
+from .env import describe, environment
 from .plots import plot_memory_timeline
 from .timing import MB, MemorySampler
 
@@ -47,8 +47,17 @@ class SyntheticTraining:
         points = cfg.tokenizer.num_points
         # Enough objects for a few distinct batches; epochs repeat (generation costs ~3 ms per object).
         dataset = SyntheticShapes(max(batch, min(2048, 4 * batch)), num_points=points, seed=seed)
-        self.loader = make_loader(dataset, batch, backend="device", shuffle=True, augment=True,
-                                  num_points=points, seed=seed, drop_last=True, device=device)
+        self.loader = make_loader(
+            dataset,
+            batch,
+            backend="device",
+            shuffle=True,
+            augment=True,
+            num_points=points,
+            seed=seed,
+            drop_last=True,
+            device=device,
+        )
         self.poses = sphere_poses(views).to(device)
         self.gen = torch.Generator(device=device).manual_seed(seed)
         self.mean = torch.zeros(self.dim, device=device)
@@ -65,10 +74,14 @@ class SyntheticTraining:
         rot = torch.eye(4, device=self.device).repeat(b, 1, 1)
         rot[:, :3, :3] = batch["rotation"].to(self.device)
         hist = torch.rand(b, self.views, 3, self.bins, generator=self.gen, device=self.device)
-        return {"points": batch["points"].to(self.device, non_blocking=True),
-                "target": torch.randn(b, self.views, self.dim, generator=self.gen, device=self.device),
-                "poses": rot[:, None] @ self.poses, "mean": self.mean, "std": self.std,
-                "histograms": (hist / hist.sum(-1, keepdim=True)).flatten(2)}
+        return {
+            "points": batch["points"].to(self.device, non_blocking=True),
+            "target": torch.randn(b, self.views, self.dim, generator=self.gen, device=self.device),
+            "poses": rot[:, None] @ self.poses,
+            "mean": self.mean,
+            "std": self.std,
+            "histograms": (hist / hist.sum(-1, keepdim=True)).flatten(2),
+        }
 
 
 def stage_breakdown(events, steps: int, host_step_ms: float, device_step_ms: float | None = None):
@@ -79,8 +92,11 @@ def stage_breakdown(events, steps: int, host_step_ms: float, device_step_ms: flo
     open on the host: assigned by launch time, so the kernels autograd launches from its own thread count
     toward "backward" too."""
     host = dict.fromkeys(STAGES, 0.0)
-    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in events
-                   if e.name in host and e.device_type == DeviceType.CPU)
+    spans = sorted(
+        (e.time_range.start, e.time_range.end, e.name)
+        for e in events
+        if e.name in host and e.device_type == DeviceType.CPU
+    )
     for start, end, name in spans:
         host[name] += end - start
     device = dict.fromkeys(list(STAGES) + ["other"], 0.0)
@@ -106,23 +122,32 @@ def _top_ops(prof, cuda: bool, limit: int = 15) -> tuple[str, list[dict]]:
     averages = prof.key_averages()
     table = averages.table(sort_by=sort, row_limit=30, max_name_column_width=60)
     key = (lambda a: a.self_device_time_total) if cuda else (lambda a: a.self_cpu_time_total)
-    rows = [{"name": a.key, "calls": a.count, "self_cpu_ms": a.self_cpu_time_total / 1e3,
-             "cpu_total_ms": a.cpu_time_total / 1e3, "self_device_ms": a.self_device_time_total / 1e3}
-            for a in sorted(averages, key=key, reverse=True)[:limit]]
+    rows = [
+        {
+            "name": a.key,
+            "calls": a.count,
+            "self_cpu_ms": a.self_cpu_time_total / 1e3,
+            "cpu_total_ms": a.cpu_time_total / 1e3,
+            "self_device_ms": a.self_device_time_total / 1e3,
+        }
+        for a in sorted(averages, key=key, reverse=True)[:limit]
+    ]
     return table, rows
 
 
 def _format_stages(stages: dict, cuda: bool) -> str:
-    lines = [f"{'stage':<10} {'host ms/step':>13} {'share':>7}" + (f" {'device ms/step':>15} {'share':>7}"
-                                                                   if cuda else "")]
+    lines = [
+        f"{'stage':<10} {'host ms/step':>13} {'share':>7}" + (f" {'device ms/step':>15} {'share':>7}" if cuda else "")
+    ]
     for name, v in stages.items():
         line = f"{name:<10} {v['host_ms']:>13.2f} {100 * v['host_share']:>6.1f}%"
         lines.append(line + (f" {v['device_ms']:>15.2f} {100 * v['device_share']:>6.1f}%" if cuda else ""))
     return "\n".join(lines)
 
 
-def profile_training(device: torch.device, preset: str, batch: int, views: int, steps: int, out: Path,
-                     echo=print) -> dict:
+def profile_training(
+    device: torch.device, preset: str, batch: int, views: int, steps: int, out: Path, echo=print
+) -> dict:
     from ..models import build
     from ..train.config import TrainConfig
     from ..train.pretrain import build_optimizer
@@ -165,18 +190,25 @@ def profile_training(device: torch.device, preset: str, batch: int, views: int, 
     host_ms = [(b - a) * 1e3 for a, b in marks]
     step_ms = [s.elapsed_time(e) for s, e in events] if cuda else host_ms
     median = statistics.median(step_ms)
-    stages, spans = stage_breakdown(prof.events(), steps, statistics.fmean(host_ms),
-                                    statistics.fmean(step_ms) if cuda else None)
+    stages, spans = stage_breakdown(
+        prof.events(), steps, statistics.fmean(host_ms), statistics.fmean(step_ms) if cuda else None
+    )
     table, top = _top_ops(prof, cuda)
 
-    files = {"trace": "trace.json", "top_ops": "top_ops.txt", "memory_timeline": "memory_timeline.png",
-             "summary": "summary.json"}
+    files = {
+        "trace": "trace.json",
+        "top_ops": "top_ops.txt",
+        "memory_timeline": "memory_timeline.png",
+        "summary": "summary.json",
+    }
     with atomic_target(out / files["trace"]) as tmp:
         prof.export_chrome_trace(str(tmp))
     peak = {"rss_mb": mem.peak_rss_mb}
     if cuda:
-        peak.update(cuda_max_allocated_mb=torch.cuda.max_memory_allocated(device) / MB,
-                    cuda_max_reserved_mb=torch.cuda.max_memory_reserved(device) / MB)
+        peak.update(
+            cuda_max_allocated_mb=torch.cuda.max_memory_allocated(device) / MB,
+            cuda_max_reserved_mb=torch.cuda.max_memory_reserved(device) / MB,
+        )
         files["memory_snapshot"] = "memory_snapshot.pickle"
         with atomic_target(out / files["memory_snapshot"]) as tmp:
             torch.cuda.memory._dump_snapshot(str(tmp))
@@ -187,25 +219,47 @@ def profile_training(device: torch.device, preset: str, batch: int, views: int, 
     host_spans = [(name, t_prof + s / 1e6, t_prof + e / 1e6) for name, s, e in spans]
     plot_memory_timeline(out / files["memory_timeline"], mem.samples, marks, host_spans, title)
     stage_text = _format_stages(stages, cuda)
-    write_text(out / files["top_ops"], f"{title}\n{describe(env)}\n\nper-stage breakdown (mean per step)\n"
-                                       f"{stage_text}\n\ntop ops by self {'device' if cuda else 'CPU'} time "
-                                       f"over {steps} steps\n{table}\n")
+    write_text(
+        out / files["top_ops"],
+        f"{title}\n{describe(env)}\n\nper-stage breakdown (mean per step)\n"
+        f"{stage_text}\n\ntop ops by self {'device' if cuda else 'CPU'} time "
+        f"over {steps} steps\n{table}\n",
+    )
     summary = {
-        "schema": "crossjepa-profile/1", "env": env,
-        "config": {"device": str(device), "preset": preset, "batch_size": batch, "views_per_object": views,
-                   "num_points": model.config.tokenizer.num_points, "steps": steps, "warmup_steps": 1,
-                   "amp_bf16": train_step.use_amp},
-        "step_ms": {"median": median, "min": min(step_ms), "max": max(step_ms), "all": step_ms,
-                    "timer": "cuda events" if cuda else "perf_counter"},
+        "schema": "crossjepa-profile/1",
+        "env": env,
+        "config": {
+            "device": str(device),
+            "preset": preset,
+            "batch_size": batch,
+            "views_per_object": views,
+            "num_points": model.config.tokenizer.num_points,
+            "steps": steps,
+            "warmup_steps": 1,
+            "amp_bf16": train_step.use_amp,
+        },
+        "step_ms": {
+            "median": median,
+            "min": min(step_ms),
+            "max": max(step_ms),
+            "all": step_ms,
+            "timer": "cuda events" if cuda else "perf_counter",
+        },
         "objects_per_s": batch / (median / 1e3),
         "note": "step times include the profiler's overhead; `crossjepa bench --suite train` measures throughput",
-        "stages": stages, "peak_memory": peak, "top_ops": top, "files": files,
+        "stages": stages,
+        "peak_memory": peak,
+        "top_ops": top,
+        "files": files,
     }
     write_json(out / files["summary"], summary)
-    echo(f"{title}\n{describe(env)}\n\n{table}\nper-stage breakdown (mean per step; median step {median:.1f} ms, "
-         f"{summary['objects_per_s']:.1f} objects/s)\n{stage_text}\n\npeak memory: "
-         + ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
-         + "\n" + "\n".join(f"wrote {out / name}" for name in files.values()))
+    echo(
+        f"{title}\n{describe(env)}\n\n{table}\nper-stage breakdown (mean per step; median step {median:.1f} ms, "
+        f"{summary['objects_per_s']:.1f} objects/s)\n{stage_text}\n\npeak memory: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
+        + "\n"
+        + "\n".join(f"wrote {out / name}" for name in files.values())
+    )
     return summary
 
 

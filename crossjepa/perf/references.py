@@ -35,11 +35,17 @@ class ConvPatchEmbed(torch.nn.Module):
         super().__init__()
         nn = torch.nn
         self.local = nn.Sequential(
-            nn.Conv1d(3, cfg.local_hidden, 1), nn.BatchNorm1d(cfg.local_hidden), nn.ReLU(inplace=True),
-            nn.Conv1d(cfg.local_hidden, cfg.local_out, 1))
+            nn.Conv1d(3, cfg.local_hidden, 1),
+            nn.BatchNorm1d(cfg.local_hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(cfg.local_hidden, cfg.local_out, 1),
+        )
         self.merge = nn.Sequential(
-            nn.Conv1d(2 * cfg.local_out, cfg.global_hidden, 1), nn.BatchNorm1d(cfg.global_hidden),
-            nn.ReLU(inplace=True), nn.Conv1d(cfg.global_hidden, width, 1))
+            nn.Conv1d(2 * cfg.local_out, cfg.global_hidden, 1),
+            nn.BatchNorm1d(cfg.global_hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(cfg.global_hidden, width, 1),
+        )
 
     def forward(self, neighbourhoods: torch.Tensor) -> torch.Tensor:
         b, g, k, _ = neighbourhoods.shape
@@ -110,8 +116,9 @@ class PointMAETokenizer(Tokenizer):
             if fps is not None and points.is_cuda:
                 idx = fps(points.float().contiguous(), self.cfg.num_groups).long()
             else:
-                idx = farthest_point_sample_reference(points, self.cfg.num_groups, _fps_start(self),
-                                                      generator=generator)
+                idx = farthest_point_sample_reference(
+                    points, self.cfg.num_groups, _fps_start(self), generator=generator
+                )
         centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
         return centers, cdist_group(points, centers, self.cfg.group_size)[0]
 
@@ -152,8 +159,9 @@ def point_mae_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     return _swap(with_conv_patch_embed(tokenizer), {Tokenizer: PointMAETokenizer})
 
 
-def synthetic_batch(model, batch: int, views: int, device, generator: torch.Generator,
-                    num_points: int | None = None) -> dict:
+def synthetic_batch(
+    model, batch: int, views: int, device, generator: torch.Generator, num_points: int | None = None
+) -> dict:
     """One training step's inputs for `model` (a CrossJEPA): random clouds, random cameras, random colour
     histograms and random standardised teacher targets (the loss needs no real teacher to be timed)."""
     cfg = model.config

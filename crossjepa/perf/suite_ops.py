@@ -50,12 +50,30 @@ def _fps_cases(fpsample, b, n, m, threads, target, seed) -> Iterator[Case]:
         ours = ops.farthest_point_sample(points, m, 0).numpy()
         return all((ours[i] == idx).all() for i, idx in enumerate(peer_fn()))
 
-    yield Case("fps", "crossjepa", shape, ops.backend("farthest_point_sample", "cpu"), b, "clouds/s",
-               returning(lambda: ops.farthest_point_sample(points, m, 0)), (peer,), threads=threads,
-               target=target, check=None if fpsample is None else same_indices)
-    yield Case("fps", peer, shape, "fpsample (numpy)", b, "clouds/s",
-               None if fpsample is None else returning(peer_fn), threads=threads,
-               note="" if fpsample is not None else "fpsample not installed")
+    yield Case(
+        "fps",
+        "crossjepa",
+        shape,
+        ops.backend("farthest_point_sample", "cpu"),
+        b,
+        "clouds/s",
+        returning(lambda: ops.farthest_point_sample(points, m, 0)),
+        (peer,),
+        threads=threads,
+        target=target,
+        check=None if fpsample is None else same_indices,
+    )
+    yield Case(
+        "fps",
+        peer,
+        shape,
+        "fpsample (numpy)",
+        b,
+        "clouds/s",
+        None if fpsample is None else returning(peer_fn),
+        threads=threads,
+        note="" if fpsample is not None else "fpsample not installed",
+    )
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -67,26 +85,64 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def cpu_ops_cases(s: Settings) -> Iterator[Case]:
     fpsample = _fpsample()
     fps_batch, fps_one, (b, m, n, k) = (
-        ((4, 256, 16), (1, 2048, 128), (4, 16, 256, 8)) if s.quick
-        else ((32, 1024, 64), (1, 8192, 1024), (32, 64, 1024, 32)))
+        ((4, 256, 16), (1, 2048, 128), (4, 16, 256, 8))
+        if s.quick
+        else ((32, 1024, 64), (1, 8192, 1024), (32, 64, 1024, 32))
+    )
     yield from _fps_cases(fpsample, *fps_batch, threads=2, target=2.0, seed=1)
     yield from _fps_cases(fpsample, *fps_one, threads=1, target=5.0, seed=0)
 
     queries, points = query_clouds(b, m, n, seed=2)
     shape = f"B={b} M={m} N={n} k={k}, 2 threads"
-    yield Case("knn", "crossjepa", shape, ops.backend("knn", "cpu"), b, "clouds/s",
-               returning(lambda: ops.knn(queries, points, k)), ("cdist+topk",), threads=2, target=3.0,
-               check=lambda: _close(ops.knn(queries, points, k)[0], refs.cdist_knn(queries, points, k)[0] ** 2))
-    yield Case("knn", "cdist+topk", shape, "torch", b, "clouds/s",
-               returning(lambda: refs.cdist_knn(queries, points, k)), threads=2)
+    yield Case(
+        "knn",
+        "crossjepa",
+        shape,
+        ops.backend("knn", "cpu"),
+        b,
+        "clouds/s",
+        returning(lambda: ops.knn(queries, points, k)),
+        ("cdist+topk",),
+        threads=2,
+        target=3.0,
+        check=lambda: _close(ops.knn(queries, points, k)[0], refs.cdist_knn(queries, points, k)[0] ** 2),
+    )
+    yield Case(
+        "knn",
+        "cdist+topk",
+        shape,
+        "torch",
+        b,
+        "clouds/s",
+        returning(lambda: refs.cdist_knn(queries, points, k)),
+        threads=2,
+    )
 
     centers = points[:, :m].contiguous()
-    yield Case("group", "crossjepa", shape, ops.backend("group", "cpu"), b, "clouds/s",
-               returning(lambda: ops.group(points, centers, k)), ("cdist+topk+gather",), threads=2,
-               check=lambda: _close(ops.group(points, centers, k)[0].norm(dim=-1),
-                                    refs.cdist_group(points, centers, k)[0].norm(dim=-1)))
-    yield Case("group", "cdist+topk+gather", shape, "torch", b, "clouds/s",
-               returning(lambda: refs.cdist_group(points, centers, k)), threads=2)
+    yield Case(
+        "group",
+        "crossjepa",
+        shape,
+        ops.backend("group", "cpu"),
+        b,
+        "clouds/s",
+        returning(lambda: ops.group(points, centers, k)),
+        ("cdist+topk+gather",),
+        threads=2,
+        check=lambda: _close(
+            ops.group(points, centers, k)[0].norm(dim=-1), refs.cdist_group(points, centers, k)[0].norm(dim=-1)
+        ),
+    )
+    yield Case(
+        "group",
+        "cdist+topk+gather",
+        shape,
+        "torch",
+        b,
+        "clouds/s",
+        returning(lambda: refs.cdist_group(points, centers, k)),
+        threads=2,
+    )
 
 
 def cuda_ops_cases(s: Settings) -> Iterator[Case]:
@@ -97,30 +153,75 @@ def cuda_ops_cases(s: Settings) -> Iterator[Case]:
         points = cloud(b, n, seed=n).to(dev)
         shape = f"B={b} N={n} M={m} fp32"
         expected = ops.farthest_point_sample_reference(points, m, check_finite=False)
-        yield Case("fps", "crossjepa", shape, ops.backend("farthest_point_sample", dev), b, "clouds/s",
-                   returning(lambda p=points, m=m: ops.farthest_point_sample(p, m, check_finite=False)),
-                   ("pointnet2_ops", "torch reference"), target=3.0,
-                   check=lambda p=points, m=m, e=expected: torch.equal(
-                       ops.farthest_point_sample(p, m, check_finite=False), e))
-        yield Case("fps", "torch reference", shape, "torch", b, "clouds/s",
-                   returning(lambda p=points, m=m: ops.farthest_point_sample_reference(p, m, check_finite=False)))
-        yield Case("fps", "pointnet2_ops", shape, "pointnet2_ops", b, "clouds/s",
-                   None if pn2 is None else returning(lambda p=points, m=m: pn2(p, m)), note=why)
+        yield Case(
+            "fps",
+            "crossjepa",
+            shape,
+            ops.backend("farthest_point_sample", dev),
+            b,
+            "clouds/s",
+            returning(lambda p=points, m=m: ops.farthest_point_sample(p, m, check_finite=False)),
+            ("pointnet2_ops", "torch reference"),
+            target=3.0,
+            check=lambda p=points, m=m, e=expected: torch.equal(ops.farthest_point_sample(p, m, check_finite=False), e),
+        )
+        yield Case(
+            "fps",
+            "torch reference",
+            shape,
+            "torch",
+            b,
+            "clouds/s",
+            returning(lambda p=points, m=m: ops.farthest_point_sample_reference(p, m, check_finite=False)),
+        )
+        yield Case(
+            "fps",
+            "pointnet2_ops",
+            shape,
+            "pointnet2_ops",
+            b,
+            "clouds/s",
+            None if pn2 is None else returning(lambda p=points, m=m: pn2(p, m)),
+            note=why,
+        )
 
     b, m, n, k = (2, 16, 256, 8) if s.quick else (128, 64, 1024, 32)
     for dtype in (torch.float32, torch.bfloat16):
         points = cloud(b, n, seed=3, dtype=dtype).to(dev)
         centers = points[:, :m].contiguous()
         shape = f"B={b} M={m} N={n} k={k} {str(dtype).removeprefix('torch.')}"
-        yield Case("group", "crossjepa", shape, ops.backend("group", dev), b, "clouds/s",
-                   returning(lambda p=points, c=centers: ops.group(p, c, k, check_finite=False)),
-                   ("cdist+topk+gather", "torch reference"), target=3.0,
-                   check=lambda p=points, c=centers: _close(ops.group(p, c, k)[0].norm(dim=-1),
-                                                            refs.cdist_group(p, c, k)[0].norm(dim=-1)))
-        yield Case("group", "cdist+topk+gather", shape, "torch", b, "clouds/s",
-                   returning(lambda p=points, c=centers: refs.cdist_group(p, c, k)))
-        yield Case("group", "torch reference", shape, "torch", b, "clouds/s",
-                   returning(lambda p=points, c=centers: ops.group_reference(p, c, k, check_finite=False)))
+        yield Case(
+            "group",
+            "crossjepa",
+            shape,
+            ops.backend("group", dev),
+            b,
+            "clouds/s",
+            returning(lambda p=points, c=centers: ops.group(p, c, k, check_finite=False)),
+            ("cdist+topk+gather", "torch reference"),
+            target=3.0,
+            check=lambda p=points, c=centers: _close(
+                ops.group(p, c, k)[0].norm(dim=-1), refs.cdist_group(p, c, k)[0].norm(dim=-1)
+            ),
+        )
+        yield Case(
+            "group",
+            "cdist+topk+gather",
+            shape,
+            "torch",
+            b,
+            "clouds/s",
+            returning(lambda p=points, c=centers: refs.cdist_group(p, c, k)),
+        )
+        yield Case(
+            "group",
+            "torch reference",
+            shape,
+            "torch",
+            b,
+            "clouds/s",
+            returning(lambda p=points, c=centers: ops.group_reference(p, c, k, check_finite=False)),
+        )
 
 
 def ops_cases(s: Settings) -> Iterator[Case]:
@@ -141,6 +242,7 @@ def _sdpa(backend=None):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
         with sdpa_kernel(backend):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+
     return fn
 
 
@@ -169,9 +271,17 @@ def _attention_impls(s: Settings, n: int, d: int) -> dict:
     from ..kernels import attention
 
     impls = {"dispatch": ("crossjepa.kernels", attention, False), "sdpa": ("torch", _sdpa(), False)}
-    impls.update({f"sdpa {name}": ("torch", _sdpa(backend), True) for name, backend in (
-        ("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
-        ("cudnn", SDPBackend.CUDNN_ATTENTION), ("math", SDPBackend.MATH))})
+    impls.update(
+        {
+            f"sdpa {name}": ("torch", _sdpa(backend), True)
+            for name, backend in (
+                ("flash", SDPBackend.FLASH_ATTENTION),
+                ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+                ("cudnn", SDPBackend.CUDNN_ATTENTION),
+                ("math", SDPBackend.MATH),
+            )
+        }
+    )
     if not s.cuda:  # the Triton kernel runs on a GPU only: its row says so
         return {"triton fused": ("triton", None, False), **impls}
     from ..kernels.attention_triton import fused_attention, num_warps
@@ -181,7 +291,10 @@ def _attention_impls(s: Settings, n: int, d: int) -> dict:
     for warps in ((4, 4), (4, 8), (8, 4), (8, 8)):  # the other launch choices, to check num_warps's
         if warps != chosen:
             triton[f"triton fused w{warps[0]}/{warps[1]}"] = (
-                "triton", lambda q, k, v, m, warps=warps: fused_attention(q, k, v, m, warps=warps), True)
+                "triton",
+                lambda q, k, v, m, warps=warps: fused_attention(q, k, v, m, warps=warps),
+                True,
+            )
     return {**triton, **impls}
 
 
@@ -200,14 +313,27 @@ def attention_cases(s: Settings) -> Iterator[Case]:
         small, mask = _attention_inputs(1, h, n, d, masked, s.device)[:2]
         picks = f"picks {selected_backend(*small, mask)}"
         for impl, (backend, fn, optional) in impls.items():
+
             def factory(fn=fn, masked=masked, b=b, h=h, n=n, d=d):
                 qkv, mask, grad = _attention_inputs(b, h, n, d, masked, s.device)
                 return lambda: torch.autograd.grad(fn(*qkv, mask), qkv, grad)
 
             def check(fn=fn, masked=masked, h=h, n=n, d=d):
                 return _relative_error(fn, *_attention_inputs(2, h, n, d, masked, s.device)) < 2e-2
+
             ours = not impl.startswith("sdpa")
             note = "needs CUDA" if fn is None else picks if impl == "dispatch" else ""
-            yield Case("attention fwd+bwd", impl, shape, backend, b, "objects/s", None if fn is None else factory,
-                       sdpa if ours else (), note=note, optional=optional, target=1.2 if impl == "triton fused"
-                       else None, check=check)
+            yield Case(
+                "attention fwd+bwd",
+                impl,
+                shape,
+                backend,
+                b,
+                "objects/s",
+                None if fn is None else factory,
+                sdpa if ours else (),
+                note=note,
+                optional=optional,
+                target=1.2 if impl == "triton fused" else None,
+                check=check,
+            )

@@ -35,7 +35,6 @@ from .suite_ops import attention_cases, ops_cases
 from .suite_probe import probe_cases
 from .timing import Timing, measure
 
-
 # -------------------------------------------------------------------------------------------- loaders
 
 
@@ -71,9 +70,8 @@ class _NpyFiles(torch.utils.data.Dataset):
 
 
 def loader_cases(s: Settings) -> Iterator[Case]:
-    from ..data import make_loader
+    from ..data import PackedDataset, make_loader, pack
     from ..data.loaders import BACKENDS
-    from ..data import PackedDataset, pack
 
     objects, size, batch = (32, 256, 8) if s.quick else (8192, 1024, 512)
     workers = 0 if s.quick else min(4, os.cpu_count() or 1)  # quick: no worker processes on a busy CI machine
@@ -87,27 +85,58 @@ def loader_cases(s: Settings) -> Iterator[Case]:
     shape = f"{objects} objects x {size} pts, batch {batch}, {workers} workers"
 
     def per_file():
-        loader = torch.utils.data.DataLoader(_NpyFiles(paths), batch_size=batch, shuffle=True,
-                                             num_workers=workers, pin_memory=s.cuda)
+        loader = torch.utils.data.DataLoader(
+            _NpyFiles(paths), batch_size=batch, shuffle=True, num_workers=workers, pin_memory=s.cuda
+        )
 
         def epoch():
             for x in loader:
                 x.to(s.device, non_blocking=True)
+
         return epoch
 
-    yield Case("loader epoch", "per-file np.load", shape, "torch DataLoader", objects, "objects/s", per_file,
-               note="no augmentation")
+    yield Case(
+        "loader epoch",
+        "per-file np.load",
+        shape,
+        "torch DataLoader",
+        objects,
+        "objects/s",
+        per_file,
+        note="no augmentation",
+    )
     for backend in BACKENDS:
+
         def packed_epoch(backend=backend):
-            loader = make_loader(packed, batch, backend=backend, shuffle=True, augment=True, num_points=size,
-                                 device=s.device, num_workers=workers)
+            loader = make_loader(
+                packed,
+                batch,
+                backend=backend,
+                shuffle=True,
+                augment=True,
+                num_points=size,
+                device=s.device,
+                num_workers=workers,
+            )
 
             def epoch():
                 for _ in loader:
                     pass
+
             return epoch
-        yield Case("loader epoch", f"packed {backend}", shape, backend, objects, "objects/s", packed_epoch,
-                   ("per-file np.load",), note="augmented (subset, rotation, jitter)", optional=backend == "dali")
+
+        yield Case(
+            "loader epoch",
+            f"packed {backend}",
+            shape,
+            backend,
+            objects,
+            "objects/s",
+            packed_epoch,
+            ("per-file np.load",),
+            note="augmented (subset, rotation, jitter)",
+            optional=backend == "dali",
+        )
 
 
 # ---------------------------------------------------------------------------------------- train step
@@ -137,6 +166,7 @@ def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: 
             opt, sched = build_optimizer(model, TrainConfig(), 10**6, device)
         step = TrainStep(torch.compile(model) if compiled else model, opt, sched, amp=amp, device=device)
         return lambda: step(**batch)
+
     return factory
 
 
@@ -149,7 +179,9 @@ def _tokenizer_factory(tokenizer, points, device):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 patches, _ = tok(points)
             patches.float().square().mean().backward()
+
         return fn
+
     return factory
 
 
@@ -162,7 +194,9 @@ def _embed_factory(embed, neighbourhoods, device):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 tokens = module(neighbourhoods)
             tokens.float().square().mean().backward()
+
         return fn
+
     return factory
 
 
@@ -180,41 +214,122 @@ def train_cases(s: Settings) -> Iterator[Case]:
     compile_note = "" if compiling else "GPU only" if not s.cuda else "off: --compile times it"
     eager, compiled_ref = "eager fp32 reference", "reference compile bf16"
     conv = "crossjepa Conv1d embed"  # ours with the previous (Point-MAE style) patch embedding: before/after
-    yield Case("train step", "crossjepa", shape, ours, b, "objects/s",
-               _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True),
-               (eager, compiled_ref, conv))
-    yield Case("train step", conv, shape, ours, b, "objects/s",
-               _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True, conv_embed=True),
-               note="patch embedding: Conv1d(k=1) over (B*G, C, k) and the [pooled, x] concat")
-    yield Case("train step", "crossjepa compiled", shape, ours + " compile", b, "objects/s",
-               _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if compiling
-               else None, (eager, compiled_ref), note=compile_note, optional=True)
-    yield Case("train step", eager, shape, "ops:torch-ref attn:sdpa fp32", b, "objects/s",
-               _step_factory(base, batch, s.device, reference=True, compiled=False, amp=False))
-    yield Case("train step", compiled_ref, shape, "ops:torch-ref attn:sdpa bf16 compile", b, "objects/s",
-               _step_factory(base, batch, s.device, reference=True, compiled=True, amp=True) if compiling
-               else None, note=compile_note, optional=True)
+    yield Case(
+        "train step",
+        "crossjepa",
+        shape,
+        ours,
+        b,
+        "objects/s",
+        _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True),
+        (eager, compiled_ref, conv),
+    )
+    yield Case(
+        "train step",
+        conv,
+        shape,
+        ours,
+        b,
+        "objects/s",
+        _step_factory(base, batch, s.device, reference=False, compiled=False, amp=True, conv_embed=True),
+        note="patch embedding: Conv1d(k=1) over (B*G, C, k) and the [pooled, x] concat",
+    )
+    yield Case(
+        "train step",
+        "crossjepa compiled",
+        shape,
+        ours + " compile",
+        b,
+        "objects/s",
+        _step_factory(base, batch, s.device, reference=False, compiled=True, amp=True) if compiling else None,
+        (eager, compiled_ref),
+        note=compile_note,
+        optional=True,
+    )
+    yield Case(
+        "train step",
+        eager,
+        shape,
+        "ops:torch-ref attn:sdpa fp32",
+        b,
+        "objects/s",
+        _step_factory(base, batch, s.device, reference=True, compiled=False, amp=False),
+    )
+    yield Case(
+        "train step",
+        compiled_ref,
+        shape,
+        "ops:torch-ref attn:sdpa bf16 compile",
+        b,
+        "objects/s",
+        _step_factory(base, batch, s.device, reference=True, compiled=True, amp=True) if compiling else None,
+        note=compile_note,
+        optional=True,
+    )
 
     tok = base.encoder.tokenizer
     tshape = f"{preset} B={b} P={p} G={tok.cfg.num_groups} k={tok.cfg.group_size} {prec}"
     points = batch["points"]
-    yield Case("tokenizer fwd+bwd", "crossjepa", tshape, f"ops:{ops.backend('group', s.device)}", b, "objects/s",
-               _tokenizer_factory(lambda: copy.deepcopy(tok), points, s.device),
-               ("Point-MAE style", "torch reference", conv))
-    yield Case("tokenizer fwd+bwd", conv, tshape, f"ops:{ops.backend('group', s.device)}", b, "objects/s",
-               _tokenizer_factory(lambda: refs.with_conv_patch_embed(tok), points, s.device))
-    yield Case("tokenizer fwd+bwd", "Point-MAE style", tshape, refs.point_mae_backend(s.device), b, "objects/s",
-               _tokenizer_factory(lambda: refs.point_mae_tokenizer(tok), points, s.device))
-    yield Case("tokenizer fwd+bwd", "torch reference", tshape, "ops:torch-ref", b, "objects/s",
-               _tokenizer_factory(lambda: refs.reference_tokenizer(tok), points, s.device))
+    yield Case(
+        "tokenizer fwd+bwd",
+        "crossjepa",
+        tshape,
+        f"ops:{ops.backend('group', s.device)}",
+        b,
+        "objects/s",
+        _tokenizer_factory(lambda: copy.deepcopy(tok), points, s.device),
+        ("Point-MAE style", "torch reference", conv),
+    )
+    yield Case(
+        "tokenizer fwd+bwd",
+        conv,
+        tshape,
+        f"ops:{ops.backend('group', s.device)}",
+        b,
+        "objects/s",
+        _tokenizer_factory(lambda: refs.with_conv_patch_embed(tok), points, s.device),
+    )
+    yield Case(
+        "tokenizer fwd+bwd",
+        "Point-MAE style",
+        tshape,
+        refs.point_mae_backend(s.device),
+        b,
+        "objects/s",
+        _tokenizer_factory(lambda: refs.point_mae_tokenizer(tok), points, s.device),
+    )
+    yield Case(
+        "tokenizer fwd+bwd",
+        "torch reference",
+        tshape,
+        "ops:torch-ref",
+        b,
+        "objects/s",
+        _tokenizer_factory(lambda: refs.reference_tokenizer(tok), points, s.device),
+    )
 
     with torch.no_grad():
         hoods = tok.group(points)[1]
     eshape = f"{preset} B={b} G={tok.cfg.num_groups} k={tok.cfg.group_size} {prec}"
-    yield Case("patch embed fwd+bwd", "channels-last", eshape, "F.linear + BatchNorm1d", b, "objects/s",
-               _embed_factory(lambda: copy.deepcopy(tok.embed), hoods, s.device), ("Conv1d",))
-    yield Case("patch embed fwd+bwd", "Conv1d", eshape, "Conv1d(k=1) + cat", b, "objects/s",
-               _embed_factory(lambda: refs.conv_patch_embed(tok.embed, tok.cfg), hoods, s.device))
+    yield Case(
+        "patch embed fwd+bwd",
+        "channels-last",
+        eshape,
+        "F.linear + BatchNorm1d",
+        b,
+        "objects/s",
+        _embed_factory(lambda: copy.deepcopy(tok.embed), hoods, s.device),
+        ("Conv1d",),
+    )
+    yield Case(
+        "patch embed fwd+bwd",
+        "Conv1d",
+        eshape,
+        "Conv1d(k=1) + cat",
+        b,
+        "objects/s",
+        _embed_factory(lambda: refs.conv_patch_embed(tok.embed, tok.cfg), hoods, s.device),
+    )
 
 
 # --------------------------------------------------------------------------------------- cache build
@@ -254,21 +369,46 @@ def cache_cases(s: Settings) -> Iterator[Case]:
         def fn():
             k = next(counter)
             shutil.rmtree(s.workdir / f"cache{k - 1}", ignore_errors=True)
-            build_cache(dataset, s.workdir / f"cache{k}", teacher, num_views=views, batch_size=per_call * views,
-                        progress=False)
+            build_cache(
+                dataset, s.workdir / f"cache{k}", teacher, num_views=views, batch_size=per_call * views, progress=False
+            )
+
         return fn
 
-    yield Case("cache: render", "crossjepa.render", shape, "splat", images, "images/s", returning(render_all),
-               repeats=heavy)
-    yield Case("cache: teacher", teacher_desc, f"{per_call * views} images, {size}px", "timm", per_call * views,
-               "images/s", teacher_factory, repeats=heavy)
-    yield Case("cache: build", "build_cache", shape, teacher_desc, images, "images/s", build_factory,
-               note="render + histograms + teacher + write + checksums", repeats=heavy)
+    yield Case(
+        "cache: render", "crossjepa.render", shape, "splat", images, "images/s", returning(render_all), repeats=heavy
+    )
+    yield Case(
+        "cache: teacher",
+        teacher_desc,
+        f"{per_call * views} images, {size}px",
+        "timm",
+        per_call * views,
+        "images/s",
+        teacher_factory,
+        repeats=heavy,
+    )
+    yield Case(
+        "cache: build",
+        "build_cache",
+        shape,
+        teacher_desc,
+        images,
+        "images/s",
+        build_factory,
+        note="render + histograms + teacher + write + checksums",
+        repeats=heavy,
+    )
 
 
 SUITES: dict[str, Callable[[Settings], Iterator[Case]]] = {
-    "ops": ops_cases, "attention": attention_cases, "loaders": loader_cases, "train": train_cases,
-    "cache": cache_cases, "probe": probe_cases}
+    "ops": ops_cases,
+    "attention": attention_cases,
+    "loaders": loader_cases,
+    "train": train_cases,
+    "cache": cache_cases,
+    "probe": probe_cases,
+}
 
 
 # ------------------------------------------------------------------------------------------- runner
@@ -283,11 +423,30 @@ def release(device: torch.device) -> None:
 
 
 def run_case(suite: str, case: Case, s: Settings, timer: Timer | None = None) -> dict:
-    row = {"suite": suite, "name": case.name, "impl": case.impl, "shape": case.shape, "backend": case.backend,
-           "threads": case.threads, "load": s.load, "median_ms": None, "min_ms": None, "max_ms": None,
-           "repeats": 0, "throughput": None, "unit": case.unit, "peak_mem_mb": None, "mem_kind": None,
-           "ratio_vs": case.references[0] if case.references else None, "ratio": None, "ratios": {},
-           "target": case.target, "meets_target": None, "agrees": None, "note": case.note}
+    row = {
+        "suite": suite,
+        "name": case.name,
+        "impl": case.impl,
+        "shape": case.shape,
+        "backend": case.backend,
+        "threads": case.threads,
+        "load": s.load,
+        "median_ms": None,
+        "min_ms": None,
+        "max_ms": None,
+        "repeats": 0,
+        "throughput": None,
+        "unit": case.unit,
+        "peak_mem_mb": None,
+        "mem_kind": None,
+        "ratio_vs": case.references[0] if case.references else None,
+        "ratio": None,
+        "ratios": {},
+        "target": case.target,
+        "meets_target": None,
+        "agrees": None,
+        "note": case.note,
+    }
     if case.build is None:
         return row
     warmup, repeats = case.repeats or (s.warmup, s.repeats)

@@ -45,8 +45,14 @@ class Timing:
         return max(self.samples_ms)
 
     def summary(self) -> dict:
-        return {"median_ms": self.median_ms, "min_ms": self.min_ms, "max_ms": self.max_ms,
-                "repeats": len(self.samples_ms), "peak_mem_mb": self.peak_mem_mb, "mem_kind": self.mem_kind}
+        return {
+            "median_ms": self.median_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "repeats": len(self.samples_ms),
+            "peak_mem_mb": self.peak_mem_mb,
+            "mem_kind": self.mem_kind,
+        }
 
 
 def rss_mb() -> float:
@@ -82,7 +88,7 @@ class MemorySampler:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
         self._thread.start()
@@ -113,7 +119,7 @@ class PeakMemory:
         self.mb: float | None = None
         self._sampler = MemorySampler()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
@@ -147,8 +153,14 @@ def _warm_up(fn, device: torch.device, warmup: int, budget_s: float | None) -> f
     return fastest
 
 
-def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, warmup: int = 3,
-            repeats: int = 10, budget_s: float | None = None) -> Timing:
+def measure(
+    fn: Callable[[], object],
+    device: str | torch.device = "cpu",
+    *,
+    warmup: int = 3,
+    repeats: int = 10,
+    budget_s: float | None = None,
+) -> Timing:
     """Time `repeats` calls of fn after `warmup` untimed ones, within `budget_s` seconds when given; see the
     module docstring."""
     if warmup < 0 or repeats < 1:
@@ -165,9 +177,10 @@ def measure(fn: Callable[[], object], device: str | torch.device = "cpu", *, war
             planned = max(1, min(repeats, int((deadline - time.perf_counter()) / per_call)))
     with PeakMemory(device) as peak:
         if device.type == "cuda":
-            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                      for _ in range(planned)]
-            for used, (start, end) in enumerate(events, 1):
+            events = [
+                (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(planned)
+            ]
+            for used, (start, end) in enumerate(events, 1):  # noqa: B007 (`used` counts the recorded pairs)
                 start.record()
                 fn()
                 end.record()

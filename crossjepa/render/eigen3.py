@@ -43,8 +43,8 @@ def smallest_eigenvectors(matrices: torch.Tensor) -> torch.Tensor:
     flat = matrices.reshape(-1, 3, 3)
     out = torch.empty(flat.shape[0], 3, dtype=matrices.dtype, device=matrices.device)
     for start in range(0, flat.shape[0], _CHUNK):
-        part = flat[start:start + _CHUNK].to(work)
-        out[start:start + _CHUNK] = _solve(part).to(matrices.dtype)
+        part = flat[start : start + _CHUNK].to(work)
+        out[start : start + _CHUNK] = _solve(part).to(matrices.dtype)
     return out.reshape(*matrices.shape[:-1])
 
 
@@ -57,9 +57,11 @@ def _null_vector(a00, a01, a02, a11, a12, a22, lam):
     m01, m02, m12 = a02 * a12 - a01 * d2, a01 * a12 - a02 * d1, a01 * a02 - d0 * a12
     second = m11.abs() > m00.abs()
     third = m22.abs() > torch.where(second, m11, m00).abs()
-    v = (torch.where(third, m02, torch.where(second, m01, m00)),
-         torch.where(third, m12, torch.where(second, m11, m01)),
-         torch.where(third, m22, torch.where(second, m12, m02)))
+    v = (
+        torch.where(third, m02, torch.where(second, m01, m00)),
+        torch.where(third, m12, torch.where(second, m11, m01)),
+        torch.where(third, m22, torch.where(second, m12, m02)),
+    )
     return _normalized(v)
 
 
@@ -111,10 +113,16 @@ def _solve(a: torch.Tensor) -> torch.Tensor:
     # theta = atan2(2 m01, m00 - m11) / 2 (for m = c I, w).
     u = _perpendicular(v)
     w = _cross(v, u)
-    au = (a00 * u[0] + a01 * u[1] + a02 * u[2], a01 * u[0] + a11 * u[1] + a12 * u[2],
-          a02 * u[0] + a12 * u[1] + a22 * u[2])
-    aw = (a00 * w[0] + a01 * w[1] + a02 * w[2], a01 * w[0] + a11 * w[1] + a12 * w[2],
-          a02 * w[0] + a12 * w[1] + a22 * w[2])
+    au = (
+        a00 * u[0] + a01 * u[1] + a02 * u[2],
+        a01 * u[0] + a11 * u[1] + a12 * u[2],
+        a02 * u[0] + a12 * u[1] + a22 * u[2],
+    )
+    aw = (
+        a00 * w[0] + a01 * w[1] + a02 * w[2],
+        a01 * w[0] + a11 * w[1] + a12 * w[2],
+        a02 * w[0] + a12 * w[1] + a22 * w[2],
+    )
     theta = torch.atan2(2 * _dot(u, aw), _dot(u, au) - _dot(w, aw)) / 2
     sin, cos = torch.sin(theta), torch.cos(theta)
     out = torch.stack([torch.where(smallest_isolated, vi, cos * wi - sin * ui) for vi, ui, wi in zip(v, u, w)], 1)

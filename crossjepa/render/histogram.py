@@ -12,8 +12,9 @@ def color_histogram(image, mask, bins=8):
     if image.dim() < 3 or image.shape[-3] != 3:
         raise ValueError(f"image: expected shape (..., 3, H, W), got {tuple(image.shape)}")
     if mask.shape != image.shape[:-3] + (1,) + image.shape[-2:]:
-        raise ValueError(f"mask: expected shape {tuple(image.shape[:-3]) + (1,) + tuple(image.shape[-2:])}, "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask: expected shape {tuple(image.shape[:-3]) + (1,) + tuple(image.shape[-2:])}, got {tuple(mask.shape)}"
+        )
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins: expected a positive int, got {bins!r}")
     lead = image.shape[:-3]

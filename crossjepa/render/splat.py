@@ -39,8 +39,9 @@ def estimate_normals(points, k=16):
     k = min(k, points.shape[1])
     # Clouds are checked finite where they enter crossjepa; a scan here would cost a host sync per render.
     idx = knn(points, points, k, check_finite=False)[1]
-    nbrs = torch.gather(points.unsqueeze(1).expand(-1, points.shape[1], -1, -1), 2,
-                        idx.unsqueeze(-1).expand(-1, -1, -1, 3))
+    nbrs = torch.gather(
+        points.unsqueeze(1).expand(-1, points.shape[1], -1, -1), 2, idx.unsqueeze(-1).expand(-1, -1, -1, 3)
+    )
     nbrs = nbrs - nbrs.mean(dim=2, keepdim=True)
     # Closed form, not torch.linalg.eigh: cuSOLVER's batched eigh fails on a batch of one matrix per point.
     return smallest_eigenvectors(nbrs.transpose(-1, -2) @ nbrs)
@@ -73,9 +74,13 @@ def _zbuffer(uv, z, size, radius):
     frac = (uv - corner).unsqueeze(-2)  # position inside the pixel, (N, P, 1, 2)
     inside = ((dx + 0.5 - frac[..., 0]) ** 2 + (dy + 0.5 - frac[..., 1]) ** 2) <= radius**2  # (N, P, K)
     zbuf = torch.full((N * wide * wide,), _EMPTY, dtype=torch.int64, device=z.device)
-    zbuf.scatter_reduce_(0, (pixel.unsqueeze(-1) + (dy * wide + dx)).reshape(-1),
-                         torch.where(inside, key.unsqueeze(-1), _EMPTY).reshape(-1), reduce="amin")
-    return zbuf.view(N, wide, wide)[:, margin:margin + size, margin:margin + size].reshape(N, size * size)
+    zbuf.scatter_reduce_(
+        0,
+        (pixel.unsqueeze(-1) + (dy * wide + dx)).reshape(-1),
+        torch.where(inside, key.unsqueeze(-1), _EMPTY).reshape(-1),
+        reduce="amin",
+    )
+    return zbuf.view(N, wide, wide)[:, margin : margin + size, margin : margin + size].reshape(N, size * size)
 
 
 def _take(x, offset, size, dim):
@@ -106,7 +111,8 @@ def _fill_holes(zbuf, size, reach):
     far_left, far_right = left.minimum(_take(left, -reach, size, -1)), right.minimum(_take(right, reach, size, -1))
     far_up, far_down = up.minimum(_take(up, -reach, size, -2)), down.minimum(_take(down, reach, size, -2))
     hole = ((left < limit) & (right < limit) & (far_up < limit) & (far_down < limit)) | (
-        (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit))
+        (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit)
+    )
     # Nearest pixel in the (2 reach + 1)^2 window, as two separable 1-D arg-max pools of the negated depth.
     k = 2 * reach + 1
     rows, row_idx = pool(-depth, (1, k), stride=1, padding=(0, reach), return_indices=True)
@@ -138,8 +144,9 @@ def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None
     uv, z = to_pixels(cam, S, fov_deg)
 
     chunk = max(1, _CHUNK // (P * len(_footprint(radius, "cpu")[0])))
-    zbuf = torch.cat([_zbuffer(a, b, S, radius) for a, b in zip(uv.flatten(0, 1).split(chunk),
-                                                                 z.flatten(0, 1).split(chunk))])
+    zbuf = torch.cat(
+        [_zbuffer(a, b, S, radius) for a, b in zip(uv.flatten(0, 1).split(chunk), z.flatten(0, 1).split(chunk))]
+    )
     zbuf = _fill_holes(zbuf, S, min(math.ceil(2 * radius), S))
     mask = zbuf != _EMPTY  # (B*V, S*S)
     depth = torch.where(mask, (zbuf >> 32).to(torch.int32).view(torch.float32), 0.0)

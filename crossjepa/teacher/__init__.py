@@ -8,5 +8,15 @@ from .cache import CacheCorruptError, TeacherCache, build_cache, open_cache, ver
 from .model import DEFAULT_TEACHER, POOLINGS, Teacher, load_teacher
 from .views import RenderedViews
 
-__all__ = ["DEFAULT_TEACHER", "POOLINGS", "CacheCorruptError", "RenderedViews", "Teacher", "TeacherCache", "build_cache",
-           "load_teacher", "open_cache", "verify_cache"]
+__all__ = [
+    "DEFAULT_TEACHER",
+    "POOLINGS",
+    "CacheCorruptError",
+    "RenderedViews",
+    "Teacher",
+    "TeacherCache",
+    "build_cache",
+    "load_teacher",
+    "open_cache",
+    "verify_cache",
+]

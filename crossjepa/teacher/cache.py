@@ -37,7 +37,6 @@ from crossjepa import render
 from ..atomic import atomic_target, replace_dir, write_bytes
 from ..hashing import file_sha256
 from ..validate import check_int
-
 from .views import RenderedViews, describe_view_source, read_view_batch
 
 __all__ = ["CacheCorruptError", "TeacherCache", "build_cache", "open_cache", "verify_cache", "FORMAT_VERSION"]
@@ -98,28 +97,43 @@ def _identity(dataset, teacher, source, num_views: int, bins: int) -> dict:
     fingerprint = getattr(dataset, "fingerprint", None)
     if not callable(fingerprint):
         raise TypeError("dataset: expected a dataset with a fingerprint() method")
-    return _jsonable({
-        "format_version": FORMAT_VERSION,
-        "teacher": {"name": teacher.name, "weights_id": teacher.weights_id, "params_sha256": teacher.params_sha256,
-                    "pooling": teacher.pooling, "image_size": teacher.image_size, "dim": teacher.embed_dim},
-        "views": {**describe_view_source(source), "num_views": num_views},
-        "dataset": {"fingerprint": str(fingerprint()), "num_objects": len(dataset)},
-        "histogram_bins": bins,
-    })
+    return _jsonable(
+        {
+            "format_version": FORMAT_VERSION,
+            "teacher": {
+                "name": teacher.name,
+                "weights_id": teacher.weights_id,
+                "params_sha256": teacher.params_sha256,
+                "pooling": teacher.pooling,
+                "image_size": teacher.image_size,
+                "dim": teacher.embed_dim,
+            },
+            "views": {**describe_view_source(source), "num_views": num_views},
+            "dataset": {"fingerprint": str(fingerprint()), "num_objects": len(dataset)},
+            "histogram_bins": bins,
+        }
+    )
 
 
 def _shapes(identity: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     o, v = identity["dataset"]["num_objects"], identity["views"]["num_views"]
     d, b = identity["teacher"]["dim"], identity["histogram_bins"]
-    return {"embeddings.npy": ("float16", (o, v, d)), "poses.npy": ("float32", (o, v, 4, 4)),
-            "histograms.npy": ("float32", (o, v, 3 * b)), STATS: ("float32", (2, d))}
+    return {
+        "embeddings.npy": ("float16", (o, v, d)),
+        "poses.npy": ("float32", (o, v, 4, 4)),
+        "histograms.npy": ("float32", (o, v, 3 * b)),
+        STATS: ("float32", (2, d)),
+    }
 
 
 def _open_arrays(directory: Path, identity: dict, mode: str) -> dict[str, np.memmap]:
     shapes = _shapes(identity)
-    return {name: np.lib.format.open_memmap(directory / name, mode=mode, dtype=shapes[name][0],
-                                            shape=shapes[name][1] if mode == "w+" else None)
-            for name in ARRAYS}
+    return {
+        name: np.lib.format.open_memmap(
+            directory / name, mode=mode, dtype=shapes[name][0], shape=shapes[name][1] if mode == "w+" else None
+        )
+        for name in ARRAYS
+    }
 
 
 def _start_build(partial: Path, identity: dict, chunk_size: int, batch_size: int, device: str) -> dict:
@@ -134,19 +148,21 @@ def _start_build(partial: Path, identity: dict, chunk_size: int, batch_size: int
     return state
 
 
-def _compute_chunk(arrays, source, teacher, start: int, stop: int, per_batch: int, num_views: int, bins: int,
-                   bar) -> None:
+def _compute_chunk(
+    arrays, source, teacher, start: int, stop: int, per_batch: int, num_views: int, bins: int, bar
+) -> None:
     for s in range(start, stop, per_batch):
         indices = list(range(s, min(s + per_batch, stop)))
         images, poses, masks = read_view_batch(source, indices, num_views)
         hist = render.color_histogram(images, masks.to(images.device), bins=bins)
         emb = teacher(images.reshape(-1, *images.shape[2:])).to("cpu", torch.float16)
         if not torch.isfinite(emb).all():
-            raise FloatingPointError(f"teacher: non-finite (or beyond float16 range) embeddings for objects "
-                                     f"{indices[0]}..{indices[-1]}")
-        arrays["embeddings.npy"][s:s + len(indices)] = emb.reshape(len(indices), num_views, -1).numpy()
-        arrays["poses.npy"][s:s + len(indices)] = poses.numpy()
-        arrays["histograms.npy"][s:s + len(indices)] = hist.to("cpu", torch.float32).numpy()
+            raise FloatingPointError(
+                f"teacher: non-finite (or beyond float16 range) embeddings for objects {indices[0]}..{indices[-1]}"
+            )
+        arrays["embeddings.npy"][s : s + len(indices)] = emb.reshape(len(indices), num_views, -1).numpy()
+        arrays["poses.npy"][s : s + len(indices)] = poses.numpy()
+        arrays["histograms.npy"][s : s + len(indices)] = hist.to("cpu", torch.float32).numpy()
         bar.update(len(indices) * num_views)
 
 
@@ -169,13 +185,20 @@ def _finish(partial: Path, state: dict, teacher) -> None:
     with atomic_target(partial / STATS) as tmp:
         np.save(tmp, np.stack([mean, std]).astype(np.float32))
     meta = {
-        "format": FORMAT, **identity,
-        "num_objects": emb.shape[0], "num_views": emb.shape[1], "dim": emb.shape[2],
+        "format": FORMAT,
+        **identity,
+        "num_objects": emb.shape[0],
+        "num_views": emb.shape[1],
+        "dim": emb.shape[2],
         "files": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in _shapes(identity).items()},
         "chunk_size": chunk_size,
         "chunks": sums,
-        "stats": {"file": STATS, "rows": ["mean", "std"], "std_floor": STD_FLOOR,
-                  "sha256": file_sha256(partial / STATS)},
+        "stats": {
+            "file": STATS,
+            "rows": ["mean", "std"],
+            "std_floor": STD_FLOOR,
+            "sha256": file_sha256(partial / STATS),
+        },
         "teacher_input": {"mean": teacher.mean.flatten().tolist(), "std": teacher.std.flatten().tolist()},
         "teacher_weights_source": teacher.weights_source,  # file:PATH, package:NAME, timm-hub or random-init
         "build": {"batch_size": state["batch_size"], "device": state["device"]},
@@ -225,8 +248,10 @@ def _resume_state(partial: Path, identity: dict, resume: bool, overwrite: bool) 
         return None
     if state["identity"] != identity:
         if resume and not overwrite:
-            raise ValueError(f"resume: {partial} is an unfinished build with a different "
-                             f"{_diff(state['identity'], identity)}; pass overwrite=True to discard it")
+            raise ValueError(
+                f"resume: {partial} is an unfinished build with a different "
+                f"{_diff(state['identity'], identity)}; pass overwrite=True to discard it"
+            )
         return None
     if not resume:
         _log.info("teacher cache: discarding the unfinished build in %s (resume=False)", partial)
@@ -234,17 +259,23 @@ def _resume_state(partial: Path, identity: dict, resume: bool, overwrite: bool) 
     return state
 
 
-def _run_chunks(partial: Path, state: dict, source, teacher, num_objects: int, num_views: int, bins: int,
-                progress: bool, on_chunk) -> None:
+def _run_chunks(
+    partial: Path, state: dict, source, teacher, num_objects: int, num_views: int, bins: int, progress: bool, on_chunk
+) -> None:
     done = set((_read_json(partial / PROGRESS) or {}).get("done", []))
     chunks = _chunks(num_objects, state["chunk_size"])
     per_batch = max(1, state["batch_size"] // num_views)
     arrays = _open_arrays(partial, state["identity"], "r+")
     finished = sum(e - s for k, s, e in chunks if k in done)
-    _log.info("teacher cache: %d objects x %d views, %d/%d chunks done", num_objects, num_views, len(done),
-              len(chunks))
-    with tqdm(total=num_objects * num_views, initial=finished * num_views, unit="img", desc="teacher cache",
-              disable=not progress, dynamic_ncols=True) as bar:
+    _log.info("teacher cache: %d objects x %d views, %d/%d chunks done", num_objects, num_views, len(done), len(chunks))
+    with tqdm(
+        total=num_objects * num_views,
+        initial=finished * num_views,
+        unit="img",
+        desc="teacher cache",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for k, s, e in chunks:
             if k in done:
                 continue
@@ -275,11 +306,14 @@ def _lock_error(out: Path, lock: Path, owner, alive: bool | None) -> ValueError:
         return ValueError(f"cache {out}: unreadable lock file {lock}; if no build is running, delete it")
     who = f"pid {owner['pid']} on host {owner['host']} since {owner['started']} (lock file {lock})"
     if alive is False:
-        return ValueError(f"cache {out}: an earlier build by {who} is no longer running; rerun with --resume "
-                          f"(resume=True) to take it over")
+        return ValueError(
+            f"cache {out}: an earlier build by {who} is no longer running; rerun with --resume "
+            f"(resume=True) to take it over"
+        )
     if alive is None:
-        return ValueError(f"cache {out} is being built by {who}; if that build is dead, delete the lock file "
-                          f"and rerun with --resume")
+        return ValueError(
+            f"cache {out} is being built by {who}; if that build is dead, delete the lock file and rerun with --resume"
+        )
     return ValueError(f"cache {out} is being built by {who}; wait for it to finish or build into another directory")
 
 
@@ -288,8 +322,11 @@ def _acquire_lock(out: Path, resume: bool) -> Path:
     the lock of a build that no longer runs on this host is taken over."""
     lock = out.with_name(out.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    mine = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    mine = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     tmp = lock.with_name(f"{lock.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(mine))
     try:
@@ -313,8 +350,12 @@ def _acquire_lock(out: Path, resume: bool) -> Path:
             except FileNotFoundError:
                 continue
             if _read_json(stale) == owner:
-                _log.warning("teacher cache: taking over the lock of pid %s on %s (started %s, no longer running)",
-                             owner["pid"], owner["host"], owner.get("started"))
+                _log.warning(
+                    "teacher cache: taking over the lock of pid %s on %s (started %s, no longer running)",
+                    owner["pid"],
+                    owner["host"],
+                    owner.get("started"),
+                )
             else:
                 try:
                     os.link(stale, lock)
@@ -332,9 +373,21 @@ def _release_lock(lock: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
-def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=None, batch_size: int = 64,
-                chunk_size: int = 64, bins: int = 8, resume: bool = False, overwrite: bool = False,
-                progress: bool = True, on_chunk=None) -> Path:
+def build_cache(
+    dataset,
+    out_dir,
+    teacher,
+    *,
+    num_views: int = 8,
+    view_source=None,
+    batch_size: int = 64,
+    chunk_size: int = 64,
+    bins: int = 8,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_chunk=None,
+) -> Path:
     """Embed every (object, view) of ``dataset`` with ``teacher`` into a cache at ``out_dir``; returns its path.
 
     ``view_source`` (default: ``RenderedViews`` of the dataset at the teacher's resolution) gives images and
@@ -346,22 +399,50 @@ def build_cache(dataset, out_dir, teacher, *, num_views: int = 8, view_source=No
     ``on_chunk(index, count)`` is called after each chunk is recorded. A second build into ``out_dir`` while
     this one runs raises ValueError (see the module docstring on `<out>.lock`).
     """
-    for arg, value in (("num_views", num_views), ("batch_size", batch_size), ("chunk_size", chunk_size),
-                       ("bins", bins)):
+    for arg, value in (
+        ("num_views", num_views),
+        ("batch_size", batch_size),
+        ("chunk_size", chunk_size),
+        ("bins", bins),
+    ):
         check_int(arg, value, 1)
     if len(dataset) == 0:
         raise ValueError("dataset: expected at least one object, got an empty dataset")
     out = Path(out_dir)
     lock = _acquire_lock(out, resume)
     try:
-        return _build_locked(dataset, out, teacher, num_views, view_source, batch_size, chunk_size, bins, resume,
-                             overwrite, progress, on_chunk)
+        return _build_locked(
+            dataset,
+            out,
+            teacher,
+            num_views,
+            view_source,
+            batch_size,
+            chunk_size,
+            bins,
+            resume,
+            overwrite,
+            progress,
+            on_chunk,
+        )
     finally:
         _release_lock(lock)
 
 
-def _build_locked(dataset, out: Path, teacher, num_views, view_source, batch_size, chunk_size, bins, resume,
-                  overwrite, progress, on_chunk) -> Path:
+def _build_locked(
+    dataset,
+    out: Path,
+    teacher,
+    num_views,
+    view_source,
+    batch_size,
+    chunk_size,
+    bins,
+    resume,
+    overwrite,
+    progress,
+    on_chunk,
+) -> Path:
     partial = out.with_name(out.name + ".partial")
     if view_source is None:
         view_source = RenderedViews(dataset, num_views, teacher.image_size, device=teacher.device)
@@ -375,11 +456,18 @@ def _build_locked(dataset, out: Path, teacher, num_views, view_source, batch_siz
     if state is None:
         state = _start_build(partial, identity, chunk_size, batch_size, teacher.device.type)
     elif state["device"] != teacher.device.type:
-        _log.warning("teacher cache: resuming on %s a build started on %s; the embeddings of the remaining "
-                     "chunks will differ slightly from an uninterrupted build", teacher.device.type, state["device"])
+        _log.warning(
+            "teacher cache: resuming on %s a build started on %s; the embeddings of the remaining "
+            "chunks will differ slightly from an uninterrupted build",
+            teacher.device.type,
+            state["device"],
+        )
     if (state["chunk_size"], state["batch_size"]) != (chunk_size, batch_size):
-        _log.info("teacher cache: resuming with the build's chunk_size=%d, batch_size=%d", state["chunk_size"],
-                  state["batch_size"])
+        _log.info(
+            "teacher cache: resuming with the build's chunk_size=%d, batch_size=%d",
+            state["chunk_size"],
+            state["batch_size"],
+        )
     if not (partial / META).is_file():
         _run_chunks(partial, state, view_source, teacher, len(dataset), num_views, bins, progress, on_chunk)
         _finish(partial, state, teacher)
@@ -418,15 +506,19 @@ class TeacherCache:
         return open_cache, (str(self.path),)
 
     def __repr__(self) -> str:
-        return (f"TeacherCache({str(self.path)!r}, objects={self.num_objects}, views={self.num_views}, "
-                f"dim={self.dim}, teacher={self.meta['teacher']['name']!r})")
+        return (
+            f"TeacherCache({str(self.path)!r}, objects={self.num_objects}, views={self.num_views}, "
+            f"dim={self.dim}, teacher={self.meta['teacher']['name']!r})"
+        )
 
     def check_dataset(self, dataset) -> None:
         """Raise ValueError unless ``dataset`` is the one this cache was built from."""
         fingerprint = str(dataset.fingerprint())
         if fingerprint != self.meta["dataset"]["fingerprint"] or len(dataset) != self.num_objects:
-            raise ValueError(f"cache: {self.path} was built for dataset {self.meta['dataset']['fingerprint']} "
-                             f"({self.num_objects} objects), not {fingerprint} ({len(dataset)} objects)")
+            raise ValueError(
+                f"cache: {self.path} was built for dataset {self.meta['dataset']['fingerprint']} "
+                f"({self.num_objects} objects), not {fingerprint} ({len(dataset)} objects)"
+            )
 
 
 def open_cache(cache_dir) -> TeacherCache:
@@ -442,11 +534,12 @@ def open_cache(cache_dir) -> TeacherCache:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"cache: {path / META} is not a crossjepa teacher-cache meta file")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"cache: {path} has format version {meta.get('format_version')!r}, "
-                         f"this crossjepa reads version {FORMAT_VERSION}")
+        raise ValueError(
+            f"cache: {path} has format version {meta.get('format_version')!r}, "
+            f"this crossjepa reads version {FORMAT_VERSION}"
+        )
     if not meta.get("num_objects") or not meta.get("num_views"):
-        raise ValueError(f"cache: {path} is empty ({meta.get('num_objects')} objects, "
-                         f"{meta.get('num_views')} views)")
+        raise ValueError(f"cache: {path} is empty ({meta.get('num_objects')} objects, {meta.get('num_views')} views)")
     try:
         shapes = _shapes(meta)
         chunk_size, chunks, stats_sha = meta["chunk_size"], meta["chunks"], meta["stats"]["sha256"]
@@ -476,7 +569,8 @@ def verify_cache(cache_dir) -> None:
         for name in ARRAYS:
             expected = recorded[name][k] if k < len(recorded.get(name, [])) else None
             if _sha256(arrays[name][s:e]) != expected:
-                raise CacheCorruptError(f"cache: {cache.path / name} chunk {k} (objects {s}..{e - 1}) "
-                                        f"fails its checksum", name, k)
+                raise CacheCorruptError(
+                    f"cache: {cache.path / name} chunk {k} (objects {s}..{e - 1}) fails its checksum", name, k
+                )
     if file_sha256(cache.path / STATS) != cache.meta["stats"]["sha256"]:
         raise CacheCorruptError(f"cache: {cache.path / STATS} fails its checksum", STATS)

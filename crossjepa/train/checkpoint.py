@@ -44,9 +44,10 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a CrossJEPA model from a file written by `save_weights`."""
+    from safetensors import safe_open
+
     from ..models import build
     from ..models.config import ModelConfig
-    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -63,8 +64,10 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> tor
     model = build(config=config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path}: weights do not match the model "
-                         f"({len(missing)} missing, {len(unexpected)} unexpected keys)")
+        raise ValueError(
+            f"checkpoint {path}: weights do not match the model "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys)"
+        )
     return model.to(device)
 
 
@@ -91,8 +94,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any],
-                    keep: int = 2) -> Path:
+def save_checkpoint(
+    out_dir: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any], keep: int = 2
+) -> Path:
     """Write checkpoint `step` atomically, point `latest` at it, prune all but the newest `keep`."""
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)

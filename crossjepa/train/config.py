@@ -44,21 +44,21 @@ class OptimConfig:
 class TrainConfig:
     data: str = setting("synthetic:1000", "dataset spec: a path or synthetic:N", required=True)
     cache: str = setting("", "teacher cache directory (crossjepa cache)", required=True)
-    out: str = setting("runs/pretrain", "output directory (checkpoints, model.safetensors, metrics)",
-                       required=True)
+    out: str = setting("runs/pretrain", "output directory (checkpoints, model.safetensors, metrics)", required=True)
     preset: str = setting("default", "model preset: default | tiny")
     model_overrides: list[str] = setting(
-        factory=list, help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable)",
-        flags=("--model-set",), metavar="KEY=VALUE")
+        factory=list,
+        help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable)",
+        flags=("--model-set",),
+        metavar="KEY=VALUE",
+    )
     batch_size: int = setting(64, "objects per step, summed over all processes")
     views_per_object: int = setting(4, "views sampled per object per step from the cache", flags=("--views",))
     epochs: int = setting(100, "train for E passes over the data", one_of="steps")
-    max_steps: Optional[int] = setting(None, "train for exactly N optimizer steps (overrides --epochs)",
-                                       one_of="steps")
+    max_steps: Optional[int] = setting(None, "train for exactly N optimizer steps (overrides --epochs)", one_of="steps")
     num_points: Optional[int] = setting(None, "points per cloud fed to the model (default: the model's)")
     augment: bool = setting(True, "rotation (--rotation) and jitter; the cameras turn with the points")
-    rotation: Literal["up", "so3", "none"] = setting("up", "augmentation rotation: about the up axis (y), any, "
-                                                     "none")
+    rotation: Literal["up", "so3", "none"] = setting("up", "augmentation rotation: about the up axis (y), any, none")
     loader: Literal["torch", "device", "dali"] = setting("torch", "data loader backend")
     num_workers: Optional[int] = setting(None, "torch loader workers (default: min(4, CPUs))")
     loss: Literal["smooth_l1", "mse", "cosine"] = setting("smooth_l1", "loss against the teacher embeddings")
@@ -69,18 +69,26 @@ class TrainConfig:
     device: str = setting("auto", "auto | cpu | cuda | cuda:N; auto: cuda when available")
     amp: bool = setting(True, "bf16 autocast on CUDA; ignored on CPU")
     nonfinite: Literal["stop", "skip"] = setting(
-        "stop", "a step whose loss or gradient is NaN/Inf is never applied; stop: the run ends at the next log "
+        "stop",
+        "a step whose loss or gradient is NaN/Inf is never applied; stop: the run ends at the next log "
         "or checkpoint with one line naming the step and the last good checkpoint; skip: training goes on, "
-        "and metrics.jsonl counts the skipped steps")
+        "and metrics.jsonl counts the skipped steps",
+    )
     heldout_fraction: float = setting(
-        0.05, "objects kept out of training (seeded); after every epoch the model's R^2 on their cached views "
-        "goes to heldout.jsonl beside that of a constant predictor; 0 trains on everything")
+        0.05,
+        "objects kept out of training (seeded); after every epoch the model's R^2 on their cached views "
+        "goes to heldout.jsonl beside that of a constant predictor; 0 trains on everything",
+    )
     unseen_fraction: float = setting(
-        0.0, "keep a stratified (by label), seeded fraction F of the objects out of pretraining (out of its "
+        0.0,
+        "keep a stratified (by label), seeded fraction F of the objects out of pretraining (out of its "
         "batches and the held-out R^2), listed in OUT/unseen_objects.json for `probe --unseen`; 0 pretrains on "
-        "everything", metavar="F")
-    unseen_seed: int = setting(0, "seed of that carve, apart from --seed, so runs with other seeds keep the same "
-                               "unseen objects", metavar="S")
+        "everything",
+        metavar="F",
+    )
+    unseen_seed: int = setting(
+        0, "seed of that carve, apart from --seed, so runs with other seeds keep the same unseen objects", metavar="S"
+    )
 
     def __post_init__(self) -> None:
         from ..models.config import PRESETS
@@ -90,7 +98,8 @@ class TrainConfig:
         check_str("out", self.out)
         check_choice("preset", self.preset, PRESETS)
         if not isinstance(self.model_overrides, list) or not all(
-                isinstance(o, str) and "=" in o for o in self.model_overrides):
+            isinstance(o, str) and "=" in o for o in self.model_overrides
+        ):
             raise ValueError(f"model_overrides: expected a list of KEY=VALUE strings, got {self.model_overrides!r}")
         for name in ("batch_size", "views_per_object", "epochs", "checkpoint_every", "log_every"):
             check_int(name, getattr(self, name), 1)

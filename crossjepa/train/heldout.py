@@ -52,8 +52,16 @@ def split_heldout(num_objects: int, fraction: float, seed: int, unseen=()) -> tu
 
 
 @torch.no_grad()
-def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean: torch.Tensor,
-                   std: torch.Tensor, num_points: int, batch_size: int = 32) -> dict:
+def heldout_scores(
+    model: torch.nn.Module,
+    dataset,
+    ids: np.ndarray,
+    cache,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    num_points: int,
+    batch_size: int = 32,
+) -> dict:
     """{"r2", "cosine", "const_r2"} of `model`'s predictions for every cached view of objects `ids`."""
     device = mean.device
     histograms = model.config.condition.use_histogram  # the cache's are read only when the model uses them
@@ -63,9 +71,13 @@ def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean
     targets, preds = [], []
     try:
         for start in range(0, len(ids), batch_size):
-            rows = ids[start:start + batch_size]
-            points = torch.stack([subsample(torch.as_tensor(dataset[int(i)]["points"], dtype=torch.float32),
-                                            num_points, generator) for i in rows])
+            rows = ids[start : start + batch_size]
+            points = torch.stack(
+                [
+                    subsample(torch.as_tensor(dataset[int(i)]["points"], dtype=torch.float32), num_points, generator)
+                    for i in rows
+                ]
+            )
             poses = torch.from_numpy(np.asarray(cache.poses[rows])).to(device)
             hist = torch.from_numpy(np.asarray(cache.histograms[rows])).to(device) if histograms else None
             goal = standardize(torch.from_numpy(np.asarray(cache.embeddings[rows])).to(device), mean, std)
@@ -76,6 +88,8 @@ def heldout_scores(model: torch.nn.Module, dataset, ids: np.ndarray, cache, mean
         model.train(was_training)
     y, p = torch.cat(targets), torch.cat(preds)
     total = ((y - y.mean(0)) ** 2).sum()
-    return {"r2": float(1 - ((y - p) ** 2).sum() / total), "const_r2": float(1 - (y ** 2).sum() / total),
-            "cosine": float(torch.nn.functional.cosine_similarity(p, y, dim=-1).mean())}
-
+    return {
+        "r2": float(1 - ((y - p) ** 2).sum() / total),
+        "const_r2": float(1 - (y**2).sum() / total),
+        "cosine": float(torch.nn.functional.cosine_similarity(p, y, dim=-1).mean()),
+    }

@@ -21,8 +21,9 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: torch.nn.Module, cfg, total_steps: int, device: torch.device,
-                    groups: list[dict] | None = None):
+def build_optimizer(
+    model: torch.nn.Module, cfg, total_steps: int, device: torch.device, groups: list[dict] | None = None
+):
     """(AdamW, LambdaLR) from `cfg.optim` (an OptimConfig): linear warmup then cosine decay. `groups`:
     parameter groups, each may set its own "lr" and "weight_decay" (fine-tuning's layer-wise settings);
     default: `decay_groups`."""

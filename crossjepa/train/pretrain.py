@@ -17,23 +17,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_json, write_text
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
 from ..data.carve import UNSEEN_FILE, carve_unseen
 from ..data.targets import CachedTargets
 from ..data.transforms import AugmentConfig, rotate_poses
+from ..device import resolve_device
 from ..kernels import dispatch_record
 from ..models import build
 from ..models.config import preset_config
 from ..teacher import open_cache
-from ..atomic import write_json, write_text
-from ..device import resolve_device
-from .checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                         save_weights, set_rng_state)
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .config import TrainConfig
+from .distributed import DistInfo, barrier, close_distributed, init_distributed
 from .heldout import ObjectSubset, heldout_scores, split_heldout
 from .optim import build_optimizer
-from .distributed import DistInfo, barrier, close_distributed, init_distributed
 from .plots import plot_loss_curve
 from .step import TrainStep
 
@@ -69,8 +68,9 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if cfg.batch_size % dist_info.world_size:
-        raise ValueError(f"batch_size: {cfg.batch_size} must be divisible by the number of processes "
-                         f"({dist_info.world_size})")
+        raise ValueError(
+            f"batch_size: {cfg.batch_size} must be divisible by the number of processes ({dist_info.world_size})"
+        )
     dataset = open_dataset(cfg.data, split="train")
     cache = open_cache(cfg.cache)
     try:
@@ -82,6 +82,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     model = build_model(cfg, teacher_dim=cache.dim).to(device)
     if dist_info.is_main:
         from ..models import describe
+
         log.info("model: %s", describe(model))
         write_text(out / "config.yaml", dump_yaml(cfg))
 
@@ -92,12 +93,21 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     # Each rank takes its share of every global batch; "index" numbers the training objects, and the targets
     # map it back to the cache's numbering where the batch is built, so its targets come with it.
     targets = CachedTargets(cache, cfg.views_per_object, train_ids, histograms=model.config.condition.use_histogram)
-    loader = make_loader(ObjectSubset(dataset, train_ids), cfg.batch_size // dist_info.world_size,
-                         backend=cfg.loader, shuffle=True,
-                         augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
-                         num_points=cfg.num_points or model.config.tokenizer.num_points,
-                         seed=cfg.seed, drop_last=True, device=device, num_workers=cfg.num_workers,
-                         rank=dist_info.rank, world_size=dist_info.world_size, targets=targets)
+    loader = make_loader(
+        ObjectSubset(dataset, train_ids),
+        cfg.batch_size // dist_info.world_size,
+        backend=cfg.loader,
+        shuffle=True,
+        augment=cfg.augment and AugmentConfig(rotation=cfg.rotation),
+        num_points=cfg.num_points or model.config.tokenizer.num_points,
+        seed=cfg.seed,
+        drop_last=True,
+        device=device,
+        num_workers=cfg.num_workers,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        targets=targets,
+    )
     steps_per_epoch = len(loader)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     if total_steps < 1:
@@ -109,7 +119,8 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     train_model = model
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     step = 0
     metrics_path, heldout_path = out / "metrics.jsonl", out / "heldout.jsonl"
@@ -130,11 +141,19 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         metrics_path.unlink(missing_ok=True)
         heldout_path.unlink(missing_ok=True)
 
-    train_step = TrainStep(train_model, opt, sched, loss=cfg.loss, grad_clip=cfg.optim.grad_clip, amp=cfg.amp,
-                           device=device)
+    train_step = TrainStep(
+        train_model, opt, sched, loss=cfg.loss, grad_clip=cfg.optim.grad_clip, amp=cfg.amp, device=device
+    )
     train_step.step = step
-    bar = tqdm(total=total_steps * cfg.batch_size, initial=step * cfg.batch_size, unit="obj", unit_scale=True,
-               disable=not (progress and dist_info.is_main), desc="pretrain", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps * cfg.batch_size,
+        initial=step * cfg.batch_size,
+        unit="obj",
+        unit_scale=True,
+        disable=not (progress and dist_info.is_main),
+        desc="pretrain",
+        dynamic_ncols=True,
+    )
     t_log = time.perf_counter()
     start = step
     train_model.train()
@@ -185,29 +204,50 @@ def _unseen_objects(cfg: TrainConfig, dataset, out: Path, dist_info: DistInfo) -
     record = carve_unseen(dataset, cfg.unseen_fraction, cfg.unseen_seed)
     if dist_info.is_main:
         write_json(path, record)
-        log.info("%d unseen objects (stratified %g, seed %d) kept out of pretraining: %s", record["num_unseen"],
-                 cfg.unseen_fraction, cfg.unseen_seed, path)
+        log.info(
+            "%d unseen objects (stratified %g, seed %d) kept out of pretraining: %s",
+            record["num_unseen"],
+            cfg.unseen_fraction,
+            cfg.unseen_seed,
+            path,
+        )
     return np.asarray(record["objects"], dtype=np.int64)
 
 
 def _nonfinite_message(stats, out: Path) -> str:
     last_good = latest_checkpoint(out)
-    then = (f"the last good checkpoint is {last_good}: resume from it with --resume" if last_good else
-            "no checkpoint was written before it: run again")
-    return (f"step {stats.first_nonfinite}: non-finite {stats.first_what} (NaN/Inf; {stats.nonfinite} such step(s) "
-            f"since step {stats.first_step}), stopped before checkpointing it; {then} (e.g. with a lower --lr), "
-            f"or skip such steps with --set nonfinite=skip")
+    then = (
+        f"the last good checkpoint is {last_good}: resume from it with --resume"
+        if last_good
+        else "no checkpoint was written before it: run again"
+    )
+    return (
+        f"step {stats.first_nonfinite}: non-finite {stats.first_what} (NaN/Inf; {stats.nonfinite} such step(s) "
+        f"since step {stats.first_step}), stopped before checkpointing it; {then} (e.g. with a lower --lr), "
+        f"or skip such steps with --set nonfinite=skip"
+    )
 
 
 def _log_metrics(path, step, epoch, stats, sched, cfg, t_start, bar, dist_info) -> None:
     if not dist_info.is_main:
         return
     if stats.nonfinite:
-        log.warning("skipped %d step(s) with a non-finite loss or gradient (first: step %d, %s)", stats.nonfinite,
-                    stats.first_nonfinite, stats.first_what)
+        log.warning(
+            "skipped %d step(s) with a non-finite loss or gradient (first: step %d, %s)",
+            stats.nonfinite,
+            stats.first_nonfinite,
+            stats.first_what,
+        )
     rate = stats.steps * cfg.batch_size / max(1e-9, time.perf_counter() - t_start)
-    record = {"step": step, "epoch": epoch, "loss": stats.loss, "grad_norm": stats.grad_norm,
-              "nonfinite_steps": stats.nonfinite, "lr": sched.get_last_lr()[0], "objects_per_s": rate}
+    record = {
+        "step": step,
+        "epoch": epoch,
+        "loss": stats.loss,
+        "grad_norm": stats.grad_norm,
+        "nonfinite_steps": stats.nonfinite,
+        "lr": sched.get_last_lr()[0],
+        "objects_per_s": rate,
+    }
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     bar.set_postfix(loss=f"{stats.loss:.4f}")
@@ -225,8 +265,12 @@ def _log_heldout(path, step, epoch, model, dataset, ids, cache, mean, std, bar) 
 def _checkpoint(out, step, model, opt, sched, dist_info) -> None:
     # The views are drawn per batch from (seed, rank, epoch, batch): no generator state to save.
     if dist_info.is_main:
-        save_checkpoint(out, step, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                           "rng": rng_state(), "step": step})
+        save_checkpoint(
+            out,
+            step,
+            model,
+            {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(), "step": step},
+        )
     barrier(dist_info)
 
 

@@ -44,8 +44,17 @@ class TrainStep:
     Loss, gradient norm and non-finite counts are summed on the device; stats() reads them in one transfer.
     Returns the loss as a detached device tensor: the caller decides when to read it."""
 
-    def __init__(self, model: torch.nn.Module, optimizer, scheduler=None, *, loss: str = "smooth_l1",
-                 grad_clip: float = 1.0, amp: bool = True, device: torch.device | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer,
+        scheduler=None,
+        *,
+        loss: str = "smooth_l1",
+        grad_clip: float = 1.0,
+        amp: bool = True,
+        device: torch.device | None = None,
+    ):
         device = device or next(model.parameters()).device
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.loss_kind, self.grad_clip = loss, grad_clip
@@ -99,9 +108,15 @@ class TrainStep:
         applied = skip == 0
         kind = torch.where(bad[0] > 0, 1.0, 2.0)  # what the first non-finite step had: 1 loss, 2 gradient
         new_first = (self.sums[_FIRST_BAD] < 0) & ~applied
-        self.sums[:_FIRST_BAD] += torch.stack([
-            torch.where(applied, loss.double(), 0.0), torch.where(applied, norm.double(), 0.0),
-            applied.double(), bad[0], bad[1] * (1 - bad[0])])
+        self.sums[:_FIRST_BAD] += torch.stack(
+            [
+                torch.where(applied, loss.double(), 0.0),
+                torch.where(applied, norm.double(), 0.0),
+                applied.double(),
+                bad[0],
+                bad[1] * (1 - bad[0]),
+            ]
+        )
         self.sums[_FIRST_BAD] = torch.where(new_first, float(self.step), self.sums[_FIRST_BAD])
         self.sums[_FIRST_KIND] = torch.where(new_first, kind, self.sums[_FIRST_KIND])
 
@@ -110,12 +125,17 @@ class TrainStep:
         torch.distributed (call it on every rank)."""
         sums = self.sums.clone()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(sums[_LOSS:_LOSS + 1])
+            torch.distributed.all_reduce(sums[_LOSS : _LOSS + 1])
             sums[_LOSS] /= torch.distributed.get_world_size()
         v = sums.tolist()
         applied = int(v[_APPLIED])
-        return StepStats(steps=self.calls, first_step=self.step - self.calls + 1, loss=v[_LOSS] / applied if applied else math.nan,
-                         grad_norm=v[_GRAD_NORM] / applied if applied else math.nan,
-                         nonfinite_loss=int(v[_BAD_LOSS]), nonfinite_grad=int(v[_BAD_GRAD]),
-                         first_nonfinite=int(v[_FIRST_BAD]) if v[_FIRST_BAD] >= 0 else None,
-                         first_what="loss" if v[_FIRST_KIND] == 1 else "gradient")
+        return StepStats(
+            steps=self.calls,
+            first_step=self.step - self.calls + 1,
+            loss=v[_LOSS] / applied if applied else math.nan,
+            grad_norm=v[_GRAD_NORM] / applied if applied else math.nan,
+            nonfinite_loss=int(v[_BAD_LOSS]),
+            nonfinite_grad=int(v[_BAD_GRAD]),
+            first_nonfinite=int(v[_FIRST_BAD]) if v[_FIRST_BAD] >= 0 else None,
+            first_what="loss" if v[_FIRST_KIND] == 1 else "gradient",
+        )

@@ -23,10 +23,14 @@ from .. import packed
 from ..base import SplitNotFound, check_num_points
 from . import classfolder, fewshot, hdf5, modelnet, shapenet
 
-LAYOUTS = ("a packed folder (meta.json + points.npy)", "ShapeNet55 (shapenet_pc/ + train.txt/test.txt)",
-           "ModelNet40 normal_resampled (*_shape_names.txt) or *_{split}_<K>pts_fps.dat",
-           "ModelNet40 HDF5 (ply_data_*.h5)", "ScanObjectNN (training_objectdataset*.h5/test_objectdataset*.h5)",
-           "class folders (<class>/<split>/<file>.{off,ply,pcd,npy,xyz,txt})")
+LAYOUTS = (
+    "a packed folder (meta.json + points.npy)",
+    "ShapeNet55 (shapenet_pc/ + train.txt/test.txt)",
+    "ModelNet40 normal_resampled (*_shape_names.txt) or *_{split}_<K>pts_fps.dat",
+    "ModelNet40 HDF5 (ply_data_*.h5)",
+    "ScanObjectNN (training_objectdataset*.h5/test_objectdataset*.h5)",
+    "class folders (<class>/<split>/<file>.{off,ply,pcd,npy,xyz,txt})",
+)
 
 
 def _synthetic(spec: str, split: str, num_points, seed: int):
@@ -46,8 +50,10 @@ def _open_file(path: Path, split: str, **options):
         return modelnet.open_dat_file(path, split, **options)
     if ext == ".pkl":
         return fewshot.open_fold(path, split, **options)
-    raise ValueError(f"{path}: not a dataset file (expected .h5/.hdf5, .dat or a few-shot .pkl, "
-                     f"or a folder in one of these layouts: {'; '.join(LAYOUTS)})")
+    raise ValueError(
+        f"{path}: not a dataset file (expected .h5/.hdf5, .dat or a few-shot .pkl, "
+        f"or a folder in one of these layouts: {'; '.join(LAYOUTS)})"
+    )
 
 
 def _open_folder(root: Path, split: str, **options):
@@ -73,8 +79,7 @@ def _open_folder(root: Path, split: str, **options):
     raise ValueError(f"{root}: unknown dataset layout; looked for {'; '.join(LAYOUTS)}")
 
 
-def open_dataset(spec, split: str = "train", num_points=None, *, normalize: bool = True, seed: int = 0,
-                 up_axis=None):
+def open_dataset(spec, split: str = "train", num_points=None, *, normalize: bool = True, seed: int = 0, up_axis=None):
     """Open a data spec: "synthetic:N" (N procedural labelled shapes) or a path (format detected, see module
     doc). ``num_points``: None keeps stored clouds (meshes: base.DEFAULT_MESH_POINTS samples), else every
     cloud is resampled to it as described in crossjepa/data/base.py. Packed data is returned as stored

@@ -51,14 +51,19 @@ def open_class_folder(root: Path, split: str, **options) -> FileDataset:
         folder = root / name / split
         if not folder.is_dir():
             continue
-        entries = sorted(e.name for e in os.scandir(folder)
-                         if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in EXTENSIONS)
+        entries = sorted(
+            e.name
+            for e in os.scandir(folder)
+            if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in EXTENSIONS
+        )
         files += [folder / e for e in entries]
         names += [f"{name}/{e}" for e in entries]
         labels += [label] * len(entries)
     if not files:
-        raise SplitNotFound(f"{root}: no point or mesh files for split {split!r} "
-                         f"(looked for <class>/{split}/*{{{','.join(EXTENSIONS)}}})")
+        raise SplitNotFound(
+            f"{root}: no point or mesh files for split {split!r} "
+            f"(looked for <class>/{split}/*{{{','.join(EXTENSIONS)}}})"
+        )
     # The layout is ModelNet's, whose meshes are z-up: unless told otherwise, read them as z-up.
     options["up_axis"] = options.get("up_axis") or "z"
     return FileDataset(files, names, labels, classes, split, kind="class-folder", **options)

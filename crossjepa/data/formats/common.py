@@ -43,6 +43,17 @@ def load_pickle(path: Path):
                 raise EOFError("empty file")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 return pickle.loads(mapped)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError, KeyError,
-            TypeError, OverflowError, struct.error, MemoryError) as e:  # damaged opcodes can ask for any size
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OverflowError,
+        struct.error,
+        MemoryError,
+    ) as e:  # damaged opcodes can ask for any size
         raise corrupt(path, f"unreadable pickle ({type(e).__name__}: {e})") from None

@@ -30,5 +30,13 @@ def open_fold(path: Path, split: str, **options) -> ArrayDataset:
     except (TypeError, IndexError, ValueError) as e:
         raise corrupt(path, f"expected {split!r} to be a list of (points, label, _) ({e})") from None
     source = f"{path.parent.name}/{path.name}"
-    return ArrayDataset(points, labels, None, split, kind="modelnet-fewshot", source=source,
-                        names=[f"{source}:{split}:{i}" for i in range(len(points))], **options)
+    return ArrayDataset(
+        points,
+        labels,
+        None,
+        split,
+        kind="modelnet-fewshot",
+        source=source,
+        names=[f"{source}:{split}:{i}" for i in range(len(points))],
+        **options,
+    )

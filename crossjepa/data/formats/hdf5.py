@@ -14,8 +14,23 @@ from ..base import ArrayDataset, SplitNotFound, corrupt
 from .common import split_file
 
 # label order of the ScanObjectNN release
-SCANOBJECTNN_CLASSES = ["bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
-                        "bed", "pillow", "sink", "sofa", "toilet"]
+SCANOBJECTNN_CLASSES = [
+    "bag",
+    "bin",
+    "box",
+    "cabinet",
+    "chair",
+    "desk",
+    "display",
+    "door",
+    "shelf",
+    "table",
+    "bed",
+    "pillow",
+    "sink",
+    "sofa",
+    "toilet",
+]
 
 
 def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +58,9 @@ def _dataset(files, split, classes, kind, **options) -> ArrayDataset:
     data = np.concatenate([a[0] for a in arrays]) if len(arrays) > 1 else arrays[0][0]
     labels = np.concatenate([a[1] for a in arrays])
     names = [f"{f.stem}:{row}" for f, (d, _) in zip(files, arrays) for row in range(len(d))]
-    return ArrayDataset(data, labels, classes, split, kind=kind, names=names,
-                        source=",".join(f.name for f in files), **options)
+    return ArrayDataset(
+        data, labels, classes, split, kind=kind, names=names, source=",".join(f.name for f in files), **options
+    )
 
 
 def is_scanobjectnn(path: Path) -> bool:

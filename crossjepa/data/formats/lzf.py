@@ -32,7 +32,7 @@ def lzf_decompress(src: bytes, out_size: int) -> bytes:
                 raise ValueError(f"literal run of {run} bytes at input byte {ip - 1} passes the end of the input")
             if op + run > out_size:
                 raise ValueError(f"output grows past the declared {out_size} bytes")
-            out[op:op + run] = src[ip:ip + run]
+            out[op : op + run] = src[ip : ip + run]
             ip += run
             op += run
             continue
@@ -52,10 +52,10 @@ def lzf_decompress(src: bytes, out_size: int) -> bytes:
         if op + length > out_size:
             raise ValueError(f"output grows past the declared {out_size} bytes")
         if ref + length <= op:
-            out[op:op + length] = out[ref:ref + length]
+            out[op : op + length] = out[ref : ref + length]
         else:  # overlapping copy: the bytes between ref and op repeat
             period = out[ref:op]
-            out[op:op + length] = (period * (length // len(period) + 1))[:length]
+            out[op : op + length] = (period * (length // len(period) + 1))[:length]
         op += length
     if op != out_size:
         raise ValueError(f"stream decodes to {op} bytes, the header declares {out_size}")

@@ -22,8 +22,10 @@ def _trimesh(path):
     try:
         import trimesh
     except ImportError:
-        raise ValueError(f"{path}: reading {Path(path).suffix} files needs trimesh: "
-                         f"pip install 'crossjepa[mesh]' (or pip install trimesh)") from None
+        raise ValueError(
+            f"{path}: reading {Path(path).suffix} files needs trimesh: "
+            f"pip install 'crossjepa[mesh]' (or pip install trimesh)"
+        ) from None
     return trimesh
 
 

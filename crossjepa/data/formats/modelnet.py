@@ -65,8 +65,7 @@ def open_dat(path: Path, split: str, classes=None, names=None, **options) -> Arr
         raise corrupt(path, f"expected a pickle of [points list, labels list] ({e})") from None
     if names is not None and len(names) != len(points):
         names = None
-    ds = ArrayDataset(points, labels, classes, split, kind="modelnet-fps-dat", source=path.name, names=names,
-                      **options)
+    ds = ArrayDataset(points, labels, classes, split, kind="modelnet-fps-dat", source=path.name, names=names, **options)
     ds.fps_ordered = True
     return ds
 

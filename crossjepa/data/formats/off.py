@@ -96,7 +96,7 @@ def _faces_one_per_line(block):
     n = table[0, 0]
     if not 0 <= n <= table.shape[1] - 1 or n != int(n) or (table[:, 0] != n).any():
         return None
-    return table[:, 1:1 + int(n)]
+    return table[:, 1 : 1 + int(n)]
 
 
 def _faces_by_count(rows, lines, pos, nf, path):
@@ -114,7 +114,7 @@ def _faces_by_count(rows, lines, pos, nf, path):
             tokens += rows[pos].split()
             pos += 1
         try:
-            faces.append(np.array(tokens[1:1 + n], dtype=np.float64))  # the rest of the line: colour
+            faces.append(np.array(tokens[1 : 1 + n], dtype=np.float64))  # the rest of the line: colour
         except ValueError:
             raise corrupt(path, f"line {first}: bad vertex index in a face") from None
     return faces, pos
@@ -127,9 +127,9 @@ def read_off(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     nv, nf, start = _counts(rows, path)
     if len(rows) < start + nv:
         raise corrupt(path, f"expected {nv} vertex rows, found {len(rows) - start}")
-    vertices = _vertices(rows[start:start + nv], lines[start:start + nv], path)
+    vertices = _vertices(rows[start : start + nv], lines[start : start + nv], path)
     pos = start + nv
-    polygons = _faces_one_per_line(rows[pos:pos + nf]) if len(rows) == pos + nf and nf else None
+    polygons = _faces_one_per_line(rows[pos : pos + nf]) if len(rows) == pos + nf and nf else None
     if polygons is not None:
         pos += nf
     else:

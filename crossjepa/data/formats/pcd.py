@@ -16,8 +16,18 @@ import numpy as np
 from ..base import corrupt
 from .lzf import lzf_decompress
 
-_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
-          ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8"}
+_TYPES = {
+    ("F", 4): "f4",
+    ("F", 8): "f8",
+    ("I", 1): "i1",
+    ("I", 2): "i2",
+    ("I", 4): "i4",
+    ("I", 8): "i8",
+    ("U", 1): "u1",
+    ("U", 2): "u2",
+    ("U", 4): "u4",
+    ("U", 8): "u8",
+}
 _MAX_HEADER_LINES = 64  # real headers have ~11 lines; a file without DATA is not read to its end
 
 
@@ -93,7 +103,7 @@ def _binary(data: bytes, offset: int, names, dtypes, counts, num, path) -> np.nd
     need = num * dtype.itemsize
     if len(data) - offset < need:
         raise corrupt(path, f"truncated: {num} points need {need} bytes, found {len(data) - offset}")
-    if data[offset + need:].strip(b"\0 \t\r\n"):  # PCL pads with zeros; other bytes mean the counts are wrong
+    if data[offset + need :].strip(b"\0 \t\r\n"):  # PCL pads with zeros; other bytes mean the counts are wrong
         raise corrupt(path, f"{len(data) - offset - need} bytes after the {num} points the header declares")
     records = np.frombuffer(data, dtype=dtype, count=num, offset=offset)
     return np.stack([records[f"f{names.index(a)}"][:, 0] for a in "xyz"], axis=1)
@@ -107,15 +117,17 @@ def _compressed(data: bytes, offset: int, names, dtypes, counts, num, path) -> n
     if unpacked != num * sum(sizes):
         raise corrupt(path, f"binary_compressed declares {unpacked} bytes, {num} points need {num * sum(sizes)}")
     if packed > len(data) - offset - 8:
-        raise corrupt(path, f"truncated: binary_compressed declares {packed} compressed bytes, "
-                            f"found {len(data) - offset - 8}")
+        raise corrupt(
+            path, f"truncated: binary_compressed declares {packed} compressed bytes, found {len(data) - offset - 8}"
+        )
     try:
-        raw = lzf_decompress(data[offset + 8:offset + 8 + packed], unpacked)
+        raw = lzf_decompress(data[offset + 8 : offset + 8 + packed], unpacked)
     except ValueError as e:
         raise corrupt(path, f"bad LZF data ({e})") from None
     starts = np.cumsum([0] + sizes[:-1]) * num  # field-major: all of field 0, then all of field 1, ...
-    return np.stack([np.frombuffer(raw, "<" + dtypes[names.index(a)], num, int(starts[names.index(a)]))
-                     for a in "xyz"], axis=1)
+    return np.stack(
+        [np.frombuffer(raw, "<" + dtypes[names.index(a)], num, int(starts[names.index(a)])) for a in "xyz"], axis=1
+    )
 
 
 def read_pcd(path) -> np.ndarray:

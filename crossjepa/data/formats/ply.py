@@ -22,9 +22,24 @@ from .surface import triangulate, triangulate_strips
 
 log = logging.getLogger("crossjepa")
 
-_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-          "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-          "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+_TYPES = {
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+}
 _INDEX_LISTS = ("vertex_indices", "vertex_index")
 _MESH_ELEMENTS = ("face", "tristrips")
 
@@ -70,12 +85,14 @@ def _header(data: bytes, path):
 
 # ---- binary ------------------------------------------------------------------------------------------------
 
+
 def _binary_element(data, pos, name, count, props, order, path):
     """({property: array (count,) or (count, L), or a list of rows for mixed list lengths}, new position)."""
     fixed = sum(np.dtype(t).itemsize for _, t, _ in props)  # bytes per row without list items
     if count * fixed > len(data) - pos:
-        raise corrupt(path, f"truncated: {count} {name} rows need at least {count * fixed} bytes, "
-                            f"found {len(data) - pos}")
+        raise corrupt(
+            path, f"truncated: {count} {name} rows need at least {count * fixed} bytes, found {len(data) - pos}"
+        )
     lengths, probe = [], pos
     for _, t, item in props:  # list lengths of the first row, for the one-frombuffer fast path
         n = int(np.frombuffer(data, order + t, 1, probe)[0]) if item is not None and count else 0
@@ -112,6 +129,7 @@ def _binary_element(data, pos, name, count, props, order, path):
 
 # ---- ascii -------------------------------------------------------------------------------------------------
 
+
 def _ascii_uniform(block, widths, props):
     """The whole element as one table when every row has the same width and the same list lengths, else None.
     Returns ({property: array}, extra values per row)."""
@@ -133,7 +151,7 @@ def _ascii_uniform(block, widths, props):
         n = table[0, col]
         if not 0 <= n <= width - col - 1 or n != int(n) or not (table[:, col] == n).all():
             return None
-        out[prop] = table[:, col + 1:col + 1 + int(n)]
+        out[prop] = table[:, col + 1 : col + 1 + int(n)]
         col += 1 + int(n)
     return out, width - col
 
@@ -153,11 +171,14 @@ def _ascii_rows(block, lines, name, props, path):
                 n = float(tokens[col])
                 if not 0 <= n <= len(tokens) - col - 1 or n != int(n):  # range first: int() of inf fails
                     raise IndexError
-                out[prop].append(np.array(tokens[col + 1:col + 1 + int(n)], dtype=np.float64))
+                out[prop].append(np.array(tokens[col + 1 : col + 1 + int(n)], dtype=np.float64))
                 col += 1 + int(n)
         except IndexError:
-            raise corrupt(path, f"line {line}: a {name} row with {len(tokens)} values does not hold the "
-                                f"properties the header declares ({' '.join(p for p, _, _ in props)})") from None
+            raise corrupt(
+                path,
+                f"line {line}: a {name} row with {len(tokens)} values does not hold the "
+                f"properties the header declares ({' '.join(p for p, _, _ in props)})",
+            ) from None
         except ValueError as e:
             raise corrupt(path, f"line {line}: bad number in a {name} row ({e})") from None
         extra += col < len(tokens)
@@ -167,7 +188,7 @@ def _ascii_rows(block, lines, name, props, path):
 def _ascii_element(rows, line_numbers, pos, name, count, props, path):
     if len(rows) - pos < count:
         raise corrupt(path, f"expected {count} {name} rows, the file ends after {len(rows) - pos}")
-    block, lines = rows[pos:pos + count], line_numbers[pos:pos + count]
+    block, lines = rows[pos : pos + count], line_numbers[pos : pos + count]
     if count == 0:
         return {p: (np.zeros(0) if item is None else np.zeros((0, 0))) for p, _, item in props}, pos
     widths = np.fromiter((len(r.split()) for r in block), np.int64, count)
@@ -179,13 +200,20 @@ def _ascii_element(rows, line_numbers, pos, name, count, props, path):
         values, extra_rows = _ascii_rows(block, lines, name, props, path)
         first = None
     if extra_rows:
-        log.warning("%s: %d %s rows carry more values than the header declares%s; read by the declared "
-                    "properties (%s), the rest ignored", path, extra_rows, name,
-                    f" (from line {first})" if first else "", " ".join(p for p, _, _ in props))
+        log.warning(
+            "%s: %d %s rows carry more values than the header declares%s; read by the declared "
+            "properties (%s), the rest ignored",
+            path,
+            extra_rows,
+            name,
+            f" (from line {first})" if first else "",
+            " ".join(p for p, _, _ in props),
+        )
     return values, pos + count
 
 
 # ---- the file ----------------------------------------------------------------------------------------------
+
 
 def _as_declared(values, dtype: str, path) -> np.ndarray:
     """A coordinate column as float64 holding the value of its declared type (ascii text is parsed as float64:
@@ -225,8 +253,12 @@ def read_ply(path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     except (ValueError, IndexError, OverflowError) as e:
         raise corrupt(path, f"bad PLY data ({e})") from None
     if order is None and pos < len(rows):  # as plyfile and trimesh do: the header's counts rule, said aloud
-        log.warning("%s: %d rows after the last element the header declares (from line %d) are ignored",
-                    path, len(rows) - pos, line_numbers[pos])
+        log.warning(
+            "%s: %d rows after the last element the header declares (from line %d) are ignored",
+            path,
+            len(rows) - pos,
+            line_numbers[pos],
+        )
     vertex = found.get("vertex")
     declared = {p: t for name, _, props in elements if name == "vertex" for p, t, item in props if item is None}
     if vertex is None or not {"x", "y", "z"} <= set(declared):

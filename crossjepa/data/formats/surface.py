@@ -66,8 +66,7 @@ def triangulate_strips(strips, num_vertices: int, path) -> np.ndarray:
     return _check_range(tris, num_vertices, path)
 
 
-def sample_surface(vertices: np.ndarray, triangles: np.ndarray, n: int, rng: np.random.Generator,
-                   path) -> np.ndarray:
+def sample_surface(vertices: np.ndarray, triangles: np.ndarray, n: int, rng: np.random.Generator, path) -> np.ndarray:
     """n points uniform on the surface: triangles drawn with probability proportional to area, then a uniform
     point inside each (sqrt-warped barycentric coordinates). Deterministic for a given generator state."""
     corners = vertices[triangles]  # (T, 3, 3)
