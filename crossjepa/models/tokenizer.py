@@ -96,14 +96,21 @@ class Tokenizer(nn.Module):
         need = max(self.cfg.num_groups, self.cfg.group_size)
         if points.shape[1] < need:
             raise ValueError(f"points: expected at least {need} points per cloud, got {points.shape[1]}")
-        start = "random" if self.cfg.fps_start == "random" else 0
-        # No NaN/Inf scan here: it is a host sync per op on the GPU; clouds are checked where they enter
-        # (readers, packing, the cache build), and the training loop guards the loss.
         with torch.no_grad():
-            idx = farthest_point_sample(points, self.cfg.num_groups, start, generator=generator, check_finite=False)
+            idx = self.sample_centers(points, "random" if self.cfg.fps_start == "random" else 0, generator)
         centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-        neighbourhoods, _ = group(points, centers, self.cfg.group_size, check_finite=False)
-        return centers, neighbourhoods
+        return centers, self.neighbourhoods(points, centers)
+
+    # The two ops behind `group`; the benchmarks' reference tokenizers (perf/references.py) swap these alone.
+    # No NaN/Inf scan here: it is a host sync per op on the GPU; clouds are checked where they enter (readers,
+    # packing, the cache build), and the training loop guards the loss.
+    def sample_centers(self, points: torch.Tensor, start, generator: torch.Generator | None) -> torch.Tensor:
+        """(B, G) indices of the FPS centers."""
+        return farthest_point_sample(points, self.cfg.num_groups, start, generator=generator, check_finite=False)
+
+    def neighbourhoods(self, points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """(B, G, k, 3) kNN neighbourhoods of `centers`, centred on them."""
+        return group(points, centers, self.cfg.group_size, check_finite=False)[0]
 
     def forward(self, points: torch.Tensor, generator: torch.Generator | None = None):
         centers, neighbourhoods = self.group(points, generator)

@@ -93,34 +93,27 @@ def cdist_group(points: torch.Tensor, centers: torch.Tensor, k: int):
     return picked - centers.unsqueeze(2), idx
 
 
-def _fps_start(tokenizer: Tokenizer):
-    return "random" if tokenizer.cfg.fps_start == "random" else 0
-
-
 class ReferenceTokenizer(Tokenizer):
     """The tokenizer on the plain-torch reference ops."""
 
-    def group(self, points, generator=None):
-        with torch.no_grad():
-            idx = farthest_point_sample_reference(points, self.cfg.num_groups, _fps_start(self), generator=generator)
-        centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-        return centers, group_reference(points, centers, self.cfg.group_size)[0]
+    def sample_centers(self, points, start, generator):
+        return farthest_point_sample_reference(points, self.cfg.num_groups, start, generator=generator)
+
+    def neighbourhoods(self, points, centers):
+        return group_reference(points, centers, self.cfg.group_size)[0]
 
 
-class PointMAETokenizer(Tokenizer):
-    """Point-MAE's grouping: pointnet2_ops FPS (CUDA) when importable, cdist + topk kNN."""
+class PointMAETokenizer(ReferenceTokenizer):
+    """Point-MAE's grouping: pointnet2_ops FPS (CUDA) when importable, else the reference FPS; cdist + topk kNN."""
 
-    def group(self, points, generator=None):
+    def sample_centers(self, points, start, generator):
         fps, _ = pointnet2_fps()
-        with torch.no_grad():
-            if fps is not None and points.is_cuda:
-                idx = fps(points.float().contiguous(), self.cfg.num_groups).long()
-            else:
-                idx = farthest_point_sample_reference(
-                    points, self.cfg.num_groups, _fps_start(self), generator=generator
-                )
-        centers = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-        return centers, cdist_group(points, centers, self.cfg.group_size)[0]
+        if fps is not None and points.is_cuda:
+            return fps(points.float().contiguous(), self.cfg.num_groups).long()
+        return super().sample_centers(points, start, generator)
+
+    def neighbourhoods(self, points, centers):
+        return cdist_group(points, centers, self.cfg.group_size)[0]
 
 
 def point_mae_backend(device: torch.device) -> str:
