@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from ..validate import check_choice, check_int
 from . import linear_svm
 from .features import extract_features
 
@@ -46,17 +47,11 @@ def _check(x, y, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_folds(folds, y: np.ndarray) -> None:
     smallest = min(Counter(y.tolist()).values())
-    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= smallest:
-        raise ValueError(
-            f"folds: expected an int in [2, {smallest}] (the smallest class in the data being split "
-            f"has {smallest} samples), got {folds!r}"
-        )
+    check_int("folds", folds, 2, smallest, why=f"the smallest class in the data being split has {smallest} samples")
 
 
 def _check_solver(solver) -> str:
-    if solver not in SOLVERS:
-        raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {solver!r}")
-    return solver
+    return check_choice("solver", solver, SOLVERS)
 
 
 def _device(*arrays) -> torch.device:
@@ -182,9 +177,9 @@ def _summary(per_seed, cs, cv, seeds, folds, solver, unconverged, **extra) -> di
 
 def _check_seeds(seeds) -> tuple[int, ...]:
     seeds = tuple(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds: expected a non-empty sequence of ints, got {seeds!r}")
-    return seeds
+    if not seeds:
+        raise ValueError("seeds: expected a non-empty sequence of ints, got ()")
+    return tuple(check_int(f"seeds[{i}]", s) for i, s in enumerate(seeds))
 
 
 def linear_probe(
