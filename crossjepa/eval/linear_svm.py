@@ -11,8 +11,9 @@ Hessian-vector products are two batched matrix products X^T (D * (X V)). What ma
 - each fold's features are standardised once (statistics of its training rows only) and turned to the
   principal axes of the training split; a rotation leaves the objective and its minimiser unchanged, and in
   that basis the diagonal of the Hessian is a good preconditioner for the conjugate-gradient steps;
-- at large C, where few rows stay inside the margin, exact Newton steps on the active set (a system the size
-  of that set, from the Gram matrix) replace the conjugate gradients that would crawl there;
+- at large C, where few rows stay inside the margin, and whenever there are no more rows than features, exact
+  Newton steps on the active set (a system the size of that set, from the Gram matrix) replace the conjugate
+  gradients that would crawl there;
 - C values are solved in increasing order, each warm-started from the previous one's solution.
 A column stops when its gradient norm is at most `tol * max(min(#pos, #neg), 1) / #rows` times the gradient
 norm at w = 0 (liblinear's primal stopping rule); columns that reach `max_iter` Newton steps unconverged are
@@ -27,7 +28,8 @@ import torch
 
 CG_RELATIVE_RESIDUAL = 0.1  # each Newton step solves its linear system to 10 % (liblinear's choice)
 MAX_CG_STEPS = 250
-# Warm starts with at most this fraction of rows inside the margin begin with exact active-set Newton steps.
+# Exact active-set Newton steps come first when there are no more rows than features, or when a warm start has
+# at most this fraction of rows inside the margin.
 ACTIVE_SET_FRACTION = 0.5
 ACTIVE_SET_STEPS = 30
 COLUMNS_PER_SOLVE = 8  # active-set systems factorised together (bounds the memory of the batch)
@@ -152,11 +154,9 @@ def fit(
     rows = mask.sum(1)
     balance = torch.clamp(torch.minimum(positives, rows - positives), min=1) / rows
     stop = tol * balance * (c2 * x64.transpose(1, 2) @ y).norm(dim=1)  # (B, K): tol x |gradient at w = 0|
-    if (
-        warm is not None
-        and float(((y * (x64 @ w) < 1) & (mask > 0)).sum() / (rows.sum() * y.shape[2])) <= ACTIVE_SET_FRACTION
-    ):
-        w = _active_set_newton(folds, x64, y, mask, C, w)
+    inside = float(((y * (x64 @ w) < 1) & (mask > 0)).sum() / (rows.sum() * y.shape[2]))
+    if x.shape[1] <= x.shape[2] or (warm is not None and inside <= ACTIVE_SET_FRACTION):
+        w = _active_set_newton(folds, x64, y, mask, C, w)  # the active-set systems are the smaller ones
     for step in range(max_iter + 1):
         z = x64 @ w
         slack = torch.relu(1 - y * z) * mask
