@@ -360,3 +360,20 @@ def test_non_finite_clouds_are_refused_where_they_enter(tmp_path, backend):
     ds.points_array = points
     with pytest.raises(ValueError, match=r"non-finite coordinates in object\(s\) \[7\]"):
         list(make_loader(ds, batch_size=4, backend=backend, shuffle=False, num_points=32, **backend_options(backend)))
+
+
+@pytest.mark.parametrize("backend", ["torch", "device"])
+def test_index_stays_on_the_host_whatever_the_device(packed, backend):
+    # "meta" stands in for a GPU: every key but the index lives there, and the index is the epoch order, so the
+    # host can slice arrays with it without reading the device (a GPU tensor's .numpy() raises).
+    kw = {"num_workers": 0} if backend == "torch" else {}
+    loader = make_loader(packed, 8, backend=backend, num_points=16, seed=3, device="meta", **kw)
+    batches = list(loader)
+    for batch in batches:
+        assert {k: v.device.type for k, v in batch.items()} == {
+            "points": "meta",
+            "label": "meta",
+            "rotation": "meta",
+            "index": "cpu",
+        }
+    assert torch.equal(torch.cat([b["index"] for b in batches]), epoch_order(len(packed), True, 3, 0))

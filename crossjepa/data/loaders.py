@@ -12,7 +12,8 @@ What every backend shares is defined once, in this module:
   CPU generators give the same draws on every backend; a CUDA generator draws other numbers.
 Each batch: {"points" (B,P,3) float32, "label" (B,) int64, "index" (B,) int64 dataset indices, "rotation"
 (B,3,3) float32, the augmentation rotation (identity without augmentation; rotate cameras with
-transforms.rotate_poses)}. Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming), and
+transforms.rotate_poses)}, all on the loader's device except "index", which stays a CPU tensor on every backend
+(the host uses it to slice arrays; reading it back from a GPU would be a sync, or a crash in `.numpy()`). Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming), and
 its ``first_batch`` starts that epoch at a later batch without reading the ones before it: since a batch depends
 only on (seed, epoch, batch), the batches that follow are the same as in an epoch run from its start.
 
@@ -382,7 +383,7 @@ class TorchLoader(Loader):
         self._sampler.epoch, self._sampler.first = epoch, first
         for batch in self._loader:
             if self.device is not None:
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                batch = {k: v if k == "index" else v.to(self.device, non_blocking=True) for k, v in batch.items()}
             yield batch
 
 
@@ -400,11 +401,12 @@ class DeviceLoader(Loader):
         self.seed = seed
 
     def _iterate(self, epoch, first):
-        order = self.plan.order(epoch).to(self.device)
+        host_order = self.plan.order(epoch)
+        order = host_order.to(self.device)
         b = self.plan.batch_size
         for i in range(first, len(self.plan)):
             index = order[i * b : (i + 1) * b]
             g = batch_generator(self.seed, epoch, i, self.device) if self.augment is not None else None
             subset, aug = draw_batch(g, len(index), self.points.shape[1], self.num_points, self.augment)
             points = gather_tensor(self.points, index, self.num_points, subset)
-            yield finish_batch(points, self.labels[index], index, aug)
+            yield finish_batch(points, self.labels[index], host_order[i * b : (i + 1) * b], aug)
