@@ -33,11 +33,11 @@ def run_demo(
     import torch
 
     from .atomic import write_text
+    from .data.contract import dataset_labels
     from .data.synthetic import SyntheticShapes
     from .device import resolve_device
     from .eval.probe import probe_encoder, probe_teacher
     from .eval.probe_run import protocol
-    from .eval.splits import dataset_labels
     from .models import build
     from .render import render_points, save_view_grid, sphere_poses
     from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, open_cache

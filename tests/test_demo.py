@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from crossjepa.data.contract import dataset_labels
 from crossjepa.data.synthetic import SyntheticShapes
 from crossjepa.demo import run_demo
 from crossjepa.eval.probe import probe_teacher
-from crossjepa.eval.splits import dataset_labels
 from crossjepa.teacher import open_cache
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -66,8 +66,8 @@ def spy_on_fit(monkeypatch, test) -> list[dict]:
         result = real(model, train_set, val_set, *args, **kwargs)
         calls.append(
             {
-                "train": set(train_set.indices.tolist()),
-                "val": set(val_set.indices.tolist()),
+                "train": set(train_set.ids.tolist()),
+                "val": set(val_set.ids.tolist()),
                 "test_read": test is not None and test.reads != before,
             }
         )

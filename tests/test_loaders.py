@@ -335,21 +335,26 @@ class ItemsOf:
         return self.dataset[i]
 
 
-def test_object_subset_of_packed_data_is_gathered_whole(tmp_path):
-    from crossjepa.train.heldout import ObjectSubset
+def test_subset_of_packed_data_is_gathered_whole(tmp_path):
+    from crossjepa.data.subset import Subset
 
     full = CountingPacked(tmp_path / "full.npy")
     ids = np.arange(1, len(full), 2)
     kw = dict(batch_size=6, num_points=32, seed=4, augment=True)
-    items = epochs(make_loader(ObjectSubset(ItemsOf(full), ids), backend="torch", num_workers=0, **kw), 1)[0]
+    items = epochs(make_loader(Subset(ItemsOf(full), ids), backend="torch", num_workers=0, **kw), 1)[0]
     full.reads = 0
-    subset = ObjectSubset(full, ids)
+    subset = Subset(full, ids)
     assert np.array_equal(subset.array_rows, ids) and np.array_equal(subset.labels_array, full.labels_array[ids])
     for name, loader in loaders(subset, **kw).items():
         assert_same_batches(items, epochs(loader, 1)[0], exact=name != "dali")
     assert full.reads == 0  # every backend gathered from the array, no item was read
-    nested = ObjectSubset(subset, np.array([0, 2]))  # a subset of a subset maps to the file's rows
+    nested = Subset(subset, np.array([0, 2]))  # a subset of a subset maps to the file's rows
     assert np.array_equal(nested.array_rows, ids[[0, 2]])
+    relabelled = Subset(full, ids, labels=np.arange(len(ids)) % 2)  # a few-shot episode's labels reach batches
+    for name, loader in loaders(relabelled, **kw).items():
+        assert torch.cat([b["label"] for b in epochs(loader, 1)[0]]).sort().values.tolist() == sorted(
+            (np.arange(len(ids)) % 2).tolist()
+        ), name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -239,8 +239,8 @@ def test_probe_fits_on_the_other_objects_and_scores_on_the_unseen_ones(tmp_path,
         DATA, random_init=True, preset="tiny", seeds=1, folds=2, unseen=str(path), device="cpu", progress=False
     )
     ((train_set, test_set),) = seen
-    assert np.array_equal(test_set.indices, unseen)
-    assert np.array_equal(train_set.indices, np.setdiff1d(np.arange(48), unseen))
+    assert np.array_equal(test_set.ids, unseen)
+    assert np.array_equal(train_set.ids, np.setdiff1d(np.arange(48), unseen))
     full = open_dataset(DATA, split="train")
     i = int(unseen[3])
     assert test_set.labels[3] == full[i]["label"] and torch.equal(test_set[3]["points"], full[i]["points"])

@@ -1,11 +1,12 @@
 """The "dali" backend of make_loader: an NVIDIA DALI pipeline over the packed arrays.
 
 Two external sources feed each iteration: references to the (memory-mapped) points array, which DALI reads in
-place (no_copy), and the batch plan from loaders.py (gather indices, labels and the drawn augmentation). DALI then gathers the num_points points of every object in one ``sequence_rearrange`` over
-the flattened array (on the host: it reads the memory map), and casts and augments them with
-``coord_transform`` and an add, on the GPU when the pipeline has one (``device_id``), else on the CPU.
-The random draws are the ones of the other backends (CPU generator seeded by (seed, epoch, batch)), so the
-dali backend yields the torch backend's batches, augmented or not (up to float rounding of the transform).
+place (no_copy), and the batch plan from loaders.py (gather indices, labels and the drawn augmentation). DALI
+then gathers the num_points points of every object in one ``sequence_rearrange`` over the flattened array (on
+the host: it reads the memory map), and casts and augments them with ``coord_transform`` and an add, on the GPU
+when the pipeline has one (``device_id``), else on the CPU. The batch's dataset indices come from the plan, on
+the host. The random draws are the ones of the other backends (CPU generator seeded by (seed, epoch, batch)), so
+the dali backend yields the torch backend's batches, augmented or not (up to float rounding of the transform).
 """
 
 from __future__ import annotations

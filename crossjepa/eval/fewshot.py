@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 from ..atomic import write_json, write_text
 from ..config_io import dump_yaml
 from ..data import open_dataset
+from ..data.contract import dataset_labels, is_scanned
 from ..data.formats.fewshot import FOLD_DIR
+from ..data.subset import Subset
 from ..device import resolve_device
 from .classifier import EncoderSource, PointClassifier
 from .features import extract_features
@@ -34,7 +36,6 @@ from .finetune_config import FewshotConfig
 from .finetune_run import check_resume_config
 from .probe import linear_probe
 from .probe_run import open_test_split
-from .splits import LabelledSubset, dataset_labels, is_scanned
 
 
 def fold_files(path: Path, way: int, shot: int) -> list[Path] | None:
@@ -104,8 +105,8 @@ def episodes(cfg: FewshotConfig, num_points: int):
         s_idx, s_lab, q_idx, q_lab = draw_episode(train_labels, test_labels, cfg.way, cfg.shot, cfg.query, rng)
         yield (
             fold,
-            LabelledSubset(train, s_idx, s_lab),
-            LabelledSubset(train if test is None else test, q_idx, q_lab),
+            Subset(train, s_idx, s_lab),
+            Subset(train if test is None else test, q_idx, q_lab),
             f"drawn (seed {cfg.seed}, fold {fold}), query from the {'train' if test is None else 'test'} split",
         )
 

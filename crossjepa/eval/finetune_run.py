@@ -18,14 +18,15 @@ import yaml
 
 from ..atomic import atomic_target, write_json, write_text
 from ..config_io import dump_yaml
-from ..data import open_dataset
+from ..data import contract, open_dataset
+from ..data.carve import stratified_split
+from ..data.subset import Subset
 from ..device import resolve_device
 from ..train.checkpoint import save_weights
 from .classifier import EncoderSource, PointClassifier
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
 from .finetune_config import FinetuneConfig
 from .probe_run import open_test_split
-from .splits import dataset_labels, is_scanned, stratified_split, subset
 
 
 def protocol(cfg: FinetuneConfig, has_test: bool) -> str:
@@ -46,7 +47,7 @@ def summary(values) -> dict:
 
 
 def num_classes(dataset, labels: np.ndarray) -> int:
-    classes = getattr(dataset, "classes", None)
+    classes = contract.classes(dataset)
     count = len(classes) if classes else int(labels.max()) + 1
     if count < 2:
         raise ValueError(f"--data: expected labelled objects of at least two classes, got {count}")
@@ -86,9 +87,9 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
     num_points = cfg.train.num_points or source.num_points
     train_full = open_dataset(cfg.data, split="train", num_points=num_points)
     test_split = open_test_split(cfg.data, num_points=num_points)
-    labels = dataset_labels(train_full)
+    labels = contract.dataset_labels(train_full)
     classes = num_classes(train_full, labels)
-    augment = cfg.train.augment.resolve(is_scanned(train_full))
+    augment = cfg.train.augment.resolve(contract.is_scanned(train_full))
     out = Path(cfg.out)
     if resume:
         check_resume_config(out / "config.yaml", cfg)
@@ -126,7 +127,7 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
         "val_accuracy": [r["val_accuracy"] for r in results],
         "best_epoch": [r["best_epoch"] for r in results],
         "splits": [r["splits"] for r in results],
-        "classes": getattr(train_full, "classes", None),
+        "classes": contract.classes(train_full),
         "vote": None,
         "config": yaml.safe_load(dump_yaml(cfg)),
     }
@@ -149,9 +150,9 @@ def _run_seed(
     test_set = test_split
     if test_split is None:
         rest, held = stratified_split(labels, cfg.test_fraction, seed, "test_fraction")
-        test_set = subset(train_full, labels, held)
+        test_set = Subset(train_full, held)
     train_part, val_part = stratified_split(labels[rest], cfg.val_fraction, seed, "val_fraction")
-    train_set, val_set = subset(train_full, labels, rest[train_part]), subset(train_full, labels, rest[val_part])
+    train_set, val_set = Subset(train_full, rest[train_part]), Subset(train_full, rest[val_part])
 
     torch.manual_seed(seed)
     s = cfg.train

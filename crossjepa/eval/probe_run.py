@@ -64,11 +64,11 @@ def probe_checkpoint(
 ) -> dict:
     """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits (`unseen`: an
     unseen-objects file: fit on the other training objects, score on those)."""
-    from ..data import open_dataset
+    from ..data import contract, open_dataset
+    from ..data.subset import Subset
     from ..device import resolve_device
     from ..models import build
     from ..train.checkpoint import load_pretrained
-    from .splits import dataset_labels, subset
 
     dev = resolve_device(device)
     if checkpoint:
@@ -84,8 +84,7 @@ def probe_checkpoint(
     carved = None
     if unseen:
         rest, held, carved = carve(train_ds, unseen)
-        labels = dataset_labels(train_ds)
-        train_set, test_set = subset(train_ds, labels, rest), subset(train_ds, labels, held)
+        train_set, test_set = Subset(train_ds, rest), Subset(train_ds, held)
     else:
         train_set, test_set = train_ds, open_test_split(data)
     report = probe_encoder(
@@ -105,7 +104,7 @@ def probe_checkpoint(
             "data": data,
             "train_objects": len(train_set),
             "test_objects": None if test_set is None else len(test_set),
-            "classes": getattr(train_ds, "classes", None),
+            "classes": contract.classes(train_ds),
             "unseen": carved,
         }
     )
@@ -127,10 +126,10 @@ def probe_teacher_cache(
     view-averaged embeddings (`test_cache`: the test split's cache; `unseen`: an unseen-objects file; without
     either, nested CV on train)."""
     from ..data import open_dataset
+    from ..data.contract import dataset_labels
     from ..device import resolve_device
     from ..teacher import open_cache
     from .probe import probe_teacher
-    from .splits import dataset_labels
 
     if test_cache and unseen:
         raise ValueError("--test-cache: expected either it or --unseen, not both")

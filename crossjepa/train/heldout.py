@@ -13,32 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.loaders import array_rows
 from ..data.subsample import subsample
 from ..models.loss import standardize
-
-
-class ObjectSubset(torch.utils.data.Dataset):
-    """The objects `ids` of `dataset`, renumbered 0..len-1 (`ids[i]` is the original index). A packed
-    dataset's arrays stay visible, row-mapped (`array_rows`), so loaders still gather whole batches from them."""
-
-    def __init__(self, dataset, ids) -> None:
-        self.dataset, self.ids = dataset, np.asarray(ids, dtype=np.int64)
-        self.classes = getattr(dataset, "classes", None)
-        points = getattr(dataset, "points_array", None)
-        if points is not None:
-            rows = array_rows(dataset)
-            self.points_array = points
-            self.array_rows = self.ids if rows is None else rows[self.ids]
-            labels = getattr(dataset, "labels_array", None)
-            if labels is not None:
-                self.labels_array = np.asarray(labels, dtype=np.int64)[self.ids]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i) -> dict:
-        return self.dataset[int(self.ids[i])]
 
 
 def split_heldout(num_objects: int, fraction: float, seed: int, unseen=()) -> tuple[np.ndarray, np.ndarray]:
