@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..validate import check_int
-from .subsample import draw_subset, keyed_generator, prefix_indices
+from .subsample import resample_indices
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
 UP_AXES = ("x", "y", "z")
@@ -64,16 +64,6 @@ def normalize_cloud(points: np.ndarray) -> np.ndarray:
     if radius > 0:
         p /= radius
     return p.astype(np.float32)
-
-
-def resample_indices(n: int, num_points: int, rng_key: Sequence[int], prefix: bool) -> Optional[np.ndarray]:
-    """Indices taking an n-point cloud to num_points by the rule of data/subsample.py; None when it already has
-    that size (every point once: a reordering would change nothing but the order)."""
-    if n == num_points:
-        return None
-    if prefix:
-        return prefix_indices(n, num_points).numpy()
-    return draw_subset(keyed_generator(rng_key), 1, n, num_points)[0].numpy()
 
 
 class PointCloudDataset(Dataset):
