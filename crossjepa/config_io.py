@@ -17,7 +17,8 @@ def setting(
 ) -> Any:
     """A config field with its documentation: `help` is the field's help, shown by the CLI flag that
     config_flags.py makes for it. `cli` may name `flags` (the option strings, default --field-name),
-    `required` (on the command line) and `one_of` (flags sharing a name exclude each other)."""
+    `positional` (an argument without a flag), `metavar`, `required` (on the command line) and `one_of` (flags
+    sharing a name exclude each other)."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **cli})
 
 

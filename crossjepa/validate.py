@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Iterable, Optional
 
 
@@ -100,4 +101,11 @@ def check_str(name: str, value, *, allow_empty: bool = False) -> str:
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if not (value or allow_empty):
         raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def check_device(name: str, value) -> str:
+    """A --device value: auto, cpu, cuda or cuda:N (device.resolve_device turns it into a torch.device)."""
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ValueError(f"{name}: expected auto, cpu, cuda or cuda:N, got {value!r}")
     return value

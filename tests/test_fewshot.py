@@ -13,8 +13,8 @@ from crossjepa.cli import main
 from crossjepa.config_io import apply_overrides
 from crossjepa.eval import fewshot
 from crossjepa.eval import probe as probe_module
+from crossjepa.eval.config import FewshotConfig
 from crossjepa.eval.fewshot import draw_episode, fold_files, run_fewshot
-from crossjepa.eval.finetune_config import FewshotConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

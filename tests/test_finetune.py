@@ -17,8 +17,8 @@ from crossjepa.cli import main
 from crossjepa.config_io import apply_overrides
 from crossjepa.eval import finetune_run
 from crossjepa.eval.classifier import EncoderSource, PointClassifier
+from crossjepa.eval.config import FinetuneConfig
 from crossjepa.eval.finetune import fit
-from crossjepa.eval.finetune_config import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -30,9 +30,9 @@ from ..data.formats.fewshot import FOLD_DIR
 from ..data.subset import Subset
 from ..device import resolve_device
 from .classifier import EncoderSource, PointClassifier
+from .config import FewshotConfig
 from .features import extract_features
 from .finetune import accuracy, eval_loader, fit
-from .finetune_config import FewshotConfig
 from .finetune_run import check_resume_config
 from .probe import linear_probe
 from .probe_run import open_test_split

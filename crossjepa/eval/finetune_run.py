@@ -24,8 +24,8 @@ from ..data.subset import Subset
 from ..device import resolve_device
 from ..train.checkpoint import save_weights
 from .classifier import EncoderSource, PointClassifier
+from .config import FinetuneConfig
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
-from .finetune_config import FinetuneConfig
 from .probe_run import open_test_split
 
 
