@@ -9,6 +9,8 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .validate import check_choice
+
 T = TypeVar("T")
 
 
@@ -44,9 +46,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin is typing.Literal:
-        if value not in args:
-            raise ValueError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
+        return check_choice(where, value, args)
     if origin in (tuple, list):
         if isinstance(value, str):
             value = yaml.safe_load(value)

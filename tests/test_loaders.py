@@ -273,7 +273,7 @@ def test_bad_arguments(packed, monkeypatch):
         make_loader(packed, 0)
     with pytest.raises(TypeError, match="batch_size: expected a positive int, got 2.5"):
         make_loader(packed, 2.5)
-    with pytest.raises(ValueError, match=r"num_points: expected at most 96"):
+    with pytest.raises(ValueError, match=r"num_points: expected an int in \[1, 96\] \(points stored per object\)"):
         make_loader(packed, 8, num_points=200)
     with pytest.raises(TypeError, match="augment: expected a bool or an AugmentConfig"):
         make_loader(packed, 8, augment="yes")

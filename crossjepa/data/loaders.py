@@ -225,8 +225,7 @@ def stacked_arrays(dataset, backend: str):
 
 
 def check_num_points(num_points: int, num_stored: int) -> None:
-    if num_points > num_stored:
-        raise ValueError(f"num_points: expected at most {num_stored} (points stored per object), got {num_points}")
+    check_int("num_points", num_points, 1, num_stored, why="points stored per object")
 
 
 def gather_numpy(

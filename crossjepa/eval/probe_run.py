@@ -79,7 +79,7 @@ def probe_checkpoint(
         model = build(preset).to(dev)
         source = f"random-init ({preset})"
     else:
-        raise ValueError("--checkpoint or --random-init: expected one of them")
+        raise ValueError("--checkpoint or --random-init: expected exactly one of them")
     train_ds = open_dataset(data, split="train")
     carved = None
     if unseen:

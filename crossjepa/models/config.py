@@ -52,8 +52,8 @@ class TokenizerConfig:
             pos_hidden=self.pos_hidden,
         )
         check_choice("tokenizer.fps_start", self.fps_start, FPS_STARTS)
-        if max(self.num_groups, self.group_size) > self.num_points:
-            raise ValueError(f"tokenizer.num_points: expected >= num_groups and group_size, got {self.num_points}")
+        need = max(self.num_groups, self.group_size)
+        check_int("tokenizer.num_points", self.num_points, need, why="num_groups and group_size")
 
 
 @dataclass
@@ -72,8 +72,7 @@ class EncoderConfig:
             "encoder", width=self.width, heads=self.heads, depth=self.depth, readout_layers=self.readout_layers
         )
         check_positive("encoder.mlp_ratio", self.mlp_ratio)
-        if self.readout_layers > self.depth:
-            raise ValueError(f"encoder.readout_layers: expected at most depth={self.depth}, got {self.readout_layers}")
+        check_int("encoder.readout_layers", self.readout_layers, 1, self.depth, why="depth")
         if self.width % self.heads:
             raise ValueError(f"encoder.heads: expected a divisor of width {self.width}, got {self.heads}")
         check_number("encoder.drop_path", self.drop_path, 0, 1, hi_open=True)

@@ -28,6 +28,7 @@ import torch
 
 from .. import ops
 from ..models import build
+from ..validate import check_choice
 from . import references as refs
 from .case import Case, Settings, first_line, returning, threads
 from .inputs import ball_clouds
@@ -493,8 +494,7 @@ def add_ratios(rows: list[dict], cases: list[Case]) -> None:
 
 
 def run_suite(name: str, settings: Settings, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    if name not in SUITES:
-        raise ValueError(f"--suite: unknown suite {name!r}; expected some of {', '.join(SUITES)}")
+    check_choice("suite", name, SUITES)
     rows, cases = [], []
     for case in SUITES[name](settings):
         rows.append(run_case(name, case, settings))

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from ..ops import knn
+from ..validate import check_choice, check_int, check_positive
 from .cameras import to_pixels, world_to_camera
 from .eigen3 import smallest_eigenvectors
 
@@ -19,6 +20,7 @@ _EMPTY = torch.iinfo(torch.int64).max
 _NEAR = 1e-3  # points closer than this to the camera plane are not drawn
 _HOLE_TOL = 0.03  # relative depth step that separates a gap's far surface from the near one around it
 _CHUNK = 1 << 23  # candidates (view x point x footprint pixel) per chunk, ~30 bytes each
+SHADINGS = ("normal", "depth")
 
 
 class RenderOutput(NamedTuple):
@@ -129,18 +131,14 @@ def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None
     view's nearest visible point white, its farthest 0.2. `point_radius` is in pixels (default
     `default_point_radius(image_size, P)`).
     """
-    if shading not in ("normal", "depth"):
-        raise ValueError(f"shading: expected 'normal' or 'depth', got {shading!r}")
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    check_choice("shading", shading, SHADINGS)
+    check_int("image_size", image_size, 1)
     cam = world_to_camera(points, poses)  # validates shapes
     B, V, P, _ = cam.shape
     if P == 0:
         raise ValueError("points: expected at least one point per cloud, got P = 0")
     S = image_size
-    radius = default_point_radius(S, P) if point_radius is None else float(point_radius)
-    if not radius > 0:
-        raise ValueError(f"point_radius: expected > 0 pixels, got {point_radius}")
+    radius = default_point_radius(S, P) if point_radius is None else check_positive("point_radius", point_radius)
     uv, z = to_pixels(cam, S, fov_deg)
 
     chunk = max(1, _CHUNK // (P * len(_footprint(radius, "cpu")[0])))

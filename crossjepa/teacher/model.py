@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hashing import file_sha256
-from ..validate import check_int
+from ..validate import check_choice, check_int
 from .torchvision_stub import ensure_torchvision
 from .weights import PACKAGES, package_weights
 
@@ -129,8 +129,7 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"teacher weights: no such file {path}")
     suffix = path.suffix.lower()
-    if suffix not in (".safetensors", ".pth", ".pt"):
-        raise ValueError(f"teacher weights: expected a .safetensors, .pth or .pt file, got {path}")
+    check_choice(f"teacher weights {path}", suffix, (".safetensors", ".pth", ".pt"))
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -205,8 +204,7 @@ def load_teacher(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a timm model name, got {name!r}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    check_choice("pooling", pooling, POOLINGS)
     check_int("image_size", image_size, 1)
     if weights is not None and random_init:
         raise ValueError("weights: expected no weights file together with random_init=True")
