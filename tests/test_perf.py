@@ -394,8 +394,16 @@ def test_point_mae_grouping_finds_the_same_neighbours():
     torch.testing.assert_close(hoods.norm(dim=-1), ref_hoods.norm(dim=-1), rtol=1e-4, atol=1e-5)
 
 
-def test_environment_outside_a_checkout(monkeypatch, tmp_path):
-    monkeypatch.setattr(perf_env, "_REPO", tmp_path)
+def test_environment_records_the_commit_of_a_source_checkout_only(monkeypatch, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "site-packages").mkdir(parents=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(perf_env, "_SOURCE", repo)  # run from the checkout itself
+    assert perf_env.environment("cpu")["git"] == {"commit": head, "dirty": False}
+    monkeypatch.setattr(perf_env, "_SOURCE", repo / "site-packages")  # installed where a repository holds it
     record = perf_env.environment("cpu")
     assert record["git"] == {"commit": "unknown", "dirty": None}
     json.dumps(record)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..hashing import file_sha256
 from ..validate import check_choice, check_int
-from .torchvision_stub import ensure_torchvision
+from .torchvision_stub import missing_torchvision, standing_in
 from .weights import PACKAGES, package_weights
 
 __all__ = ["DEFAULT_TEACHER", "POOLINGS", "Teacher", "load_teacher"]
@@ -28,9 +28,14 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _import_timm():
-    ensure_torchvision()
+    """timm; imported with the torchvision stand-in only when it is not imported yet and torchvision is missing."""
+    missing = None if "timm" in sys.modules else missing_torchvision()
     try:
-        import timm
+        if missing is None:
+            import timm
+        else:
+            with standing_in(*missing):
+                import timm
     except ModuleNotFoundError as exc:
         if exc.name == "timm":
             raise ModuleNotFoundError(
