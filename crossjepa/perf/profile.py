@@ -150,7 +150,7 @@ def profile_training(
 ) -> dict:
     from ..models import build
     from ..train.config import TrainConfig
-    from ..train.pretrain import build_optimizer
+    from ..train.optim import build_optimizer
     from ..train.step import TrainStep
 
     cuda = device.type == "cuda"

@@ -153,7 +153,7 @@ def train_shape(device: torch.device, quick: bool) -> tuple[str, int, int, int |
 def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: bool, conv_embed: bool = False):
     def factory():
         from ..train.config import TrainConfig
-        from ..train.pretrain import build_optimizer
+        from ..train.optim import build_optimizer
         from ..train.step import TrainStep
 
         if reference:
