@@ -187,31 +187,7 @@ def run_probe(args) -> None:
             carved,
             carved,
         )
-    if cfg.teacher_cache:
-        report = probe_teacher_cache(
-            cfg.data,
-            cfg.teacher_cache,
-            test_cache=cfg.test_cache,
-            unseen=cfg.unseen,
-            seeds=cfg.seeds,
-            folds=cfg.folds,
-            solver=cfg.solver,
-            device=cfg.device,
-        )
-    else:
-        report = probe_checkpoint(
-            cfg.data,
-            checkpoint=cfg.checkpoint,
-            random_init=cfg.random_init,
-            preset=cfg.preset,
-            seeds=cfg.seeds,
-            folds=cfg.folds,
-            num_points=cfg.num_points,
-            device=cfg.device,
-            unseen=cfg.unseen,
-            progress=not args.quiet,
-            solver=cfg.solver,
-        )
+    report = probe_teacher_cache(cfg) if cfg.teacher_cache else probe_checkpoint(cfg, progress=not args.quiet)
     from .atomic import write_json
 
     write_json(Path(cfg.out), report)
@@ -265,19 +241,7 @@ def run_embed(args) -> None:
     from .eval.config import EmbedConfig
     from .eval.embed import run_embed as embed
 
-    cfg = config_from_args(EmbedConfig, args)
-    paths = embed(
-        cfg.data,
-        cfg.checkpoint,
-        cfg.out,
-        split=cfg.split,
-        tokens=cfg.tokens,
-        num_points=cfg.num_points,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        device=cfg.device,
-        progress=not args.quiet,
-    )
+    paths = embed(config_from_args(EmbedConfig, args), progress=not args.quiet)
     print(f"wrote {paths['features']} (labels: {paths['labels']}, names: {paths['meta']})")
 
 

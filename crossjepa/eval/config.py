@@ -23,18 +23,32 @@ HEADS = ("finetune", "linear")
 
 
 @dataclass
-class ProbeConfig:
-    """`crossjepa probe`: the linear probe of an encoder, or of the teacher's own embeddings."""
+class EncoderEvaluation:
+    """What every evaluation of an encoder is given: the data, where its results go (each command says what it
+    writes there), which encoder, and the device."""
 
     data: str = shared.data()
+    out: str = shared.out("directory")
+    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
+    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
+    preset: Literal[PRESET_NAMES] = setting("default", PRESET_HELP)
+    device: str = shared.device()
+
+    def __post_init__(self) -> None:
+        check_choice("preset", self.preset, PRESET_NAMES)
+        check_device("device", self.device)
+
+
+@dataclass
+class ProbeConfig(EncoderEvaluation):
+    """`crossjepa probe`: the linear probe of an encoder, or of the teacher's own embeddings."""
+
     out: str = shared.out("JSON file")
-    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="features")
-    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="features")
     teacher_cache: Optional[str] = setting(
         None,
         "the teacher ceiling: probe the teacher's own view-averaged embeddings from this cache (built from --data)",
         required=True,
-        one_of="features",
+        one_of="encoder",
         metavar="DIR",
     )
     test_cache: Optional[str] = setting(None, "with --teacher-cache: the test split's cache", metavar="DIR")
@@ -44,11 +58,9 @@ class ProbeConfig:
         "training objects, score once on these",
         metavar="FILE",
     )
-    preset: Literal[PRESET_NAMES] = setting("default", PRESET_HELP)
     seeds: int = setting(3, "number of seeds (mean +- std)")
     folds: int = setting(5, "cross-validation folds for choosing C")
     num_points: Optional[int] = shared.model_points()
-    device: str = shared.device()
     solver: Literal[SOLVERS] = setting(
         "fast",
         "fast: batched torch solver on --device; sklearn: liblinear, to check a number (the same objective, "
@@ -56,12 +68,11 @@ class ProbeConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_int("seeds", self.seeds, 1)
         check_int("folds", self.folds, 2)
         check_int("num_points", self.num_points, 1, optional=True)
-        check_choice("preset", self.preset, PRESET_NAMES)
         check_choice("solver", self.solver, SOLVERS)
-        check_device("device", self.device)
         if self.test_cache and not self.teacher_cache:
             raise ValueError("--test-cache: expected only together with --teacher-cache")
         if self.test_cache and self.unseen:
@@ -160,43 +171,33 @@ class ClassifierTraining:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(EncoderEvaluation):
     """`crossjepa finetune`: per seed, encoder + head trained on the training split, the epoch chosen on a
     stratified validation part of it, the test split scored once."""
 
-    data: str = shared.data()
     out: str = shared.out("directory (report.json, training_curve.png, per-seed checkpoints)", "runs/finetune")
-    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
-    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
-    preset: Literal[PRESET_NAMES] = setting("default", PRESET_HELP)
     seeds: int = setting(3, "seeds 0..N-1 (head init, validation carve, batch order): mean +- std over them")
     val_fraction: float = setting(
         0.1, "stratified validation part of the train split: the ONLY data model selection sees"
     )
     test_fraction: float = setting(0.2, "test part carved from the train split when the source has no test split")
     vote: int = setting(0, "K > 0: also report test accuracy with logits averaged over K augmented copies")
-    device: str = shared.device()
     train: ClassifierTraining = setting(factory=ClassifierTraining, help="training of each seed")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_int("seeds", self.seeds, 1)
         check_int("vote", self.vote, 0)
         for name in ("val_fraction", "test_fraction"):
             check_number(name, getattr(self, name), 0, 1, lo_open=True, hi_open=True)
-        check_choice("preset", self.preset, PRESET_NAMES)
-        check_device("device", self.device)
 
 
 @dataclass
-class FewshotConfig:
+class FewshotConfig(EncoderEvaluation):
     """`crossjepa fewshot`: N-way K-shot episodes from fold files or drawn from the data, mean +- std over
     episodes."""
 
-    data: str = shared.data()
     out: str = shared.out("directory (report.json, one record per episode)", "runs/fewshot")
-    checkpoint: Optional[str] = setting(None, CHECKPOINT_HELP, required=True, one_of="encoder")
-    random_init: bool = setting(False, RANDOM_INIT_HELP, required=True, one_of="encoder")
-    preset: Literal[PRESET_NAMES] = setting("default", PRESET_HELP)
     way: int = setting(5, "classes per episode")
     shot: int = setting(10, "support objects per class")
     folds: int = setting(10, "episodes: fold files 0..N-1, or drawn episodes")
@@ -204,12 +205,10 @@ class FewshotConfig:
     head: Literal[HEADS] = setting("finetune", "per episode: fine-tune, or a linear SVM")
     cv_folds: int = setting(5, "linear head: C by this many CV folds on the support set (at most --shot)")
     seed: int = setting(0, "seed of drawn episodes and inits")
-    device: str = shared.device()
     train: ClassifierTraining = setting(factory=lambda: ClassifierTraining(epochs=150), help="training of each episode")
 
     def __post_init__(self) -> None:
         for name, lowest in (("shot", 1), ("folds", 1), ("query", 1), ("way", 2), ("cv_folds", 2), ("seed", 0)):
             check_int(name, getattr(self, name), lowest)
+        super().__post_init__()
         check_choice("head", self.head, HEADS)
-        check_choice("preset", self.preset, PRESET_NAMES)
-        check_device("device", self.device)

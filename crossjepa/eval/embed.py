@@ -84,35 +84,14 @@ def embed_dataset(
     return paths
 
 
-def run_embed(
-    data: str,
-    checkpoint: str,
-    out: str,
-    *,
-    split: str = "train",
-    tokens: bool = False,
-    num_points: int | None = None,
-    batch_size: int = 64,
-    seed: int = 0,
-    device="auto",
-    progress: bool = True,
-) -> dict[str, Path]:
-    """`crossjepa embed`."""
+def run_embed(cfg, progress: bool = True) -> dict[str, Path]:
+    """`crossjepa embed` (cfg: eval.config.EmbedConfig)."""
     from ..device import resolve_device
 
-    dev = resolve_device(device)
-    encoder = load_encoder(checkpoint, device=dev)
-    num_points = num_points or encoder.num_points
-    dataset = open_dataset(data, split=split)
-    return embed_dataset(
-        encoder,
-        dataset,
-        out,
-        tokens=tokens,
-        num_points=num_points,
-        batch_size=batch_size,
-        seed=seed,
-        device=dev,
-        progress=progress,
-        meta={"checkpoint": str(checkpoint), "data": data, "split": split, "num_points": num_points},
-    )
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(cfg.checkpoint, device=device)
+    num_points = cfg.num_points or encoder.num_points
+    meta = {"checkpoint": str(cfg.checkpoint), "data": cfg.data, "split": cfg.split, "num_points": num_points}
+    options = {"tokens": cfg.tokens, "batch_size": cfg.batch_size, "seed": cfg.seed, "progress": progress}
+    dataset = open_dataset(cfg.data, split=cfg.split)
+    return embed_dataset(encoder, dataset, cfg.out, num_points=num_points, device=device, meta=meta, **options)
