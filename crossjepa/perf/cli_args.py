@@ -9,8 +9,9 @@ from .. import shared_settings as shared
 from ..config_io import setting
 from ..models.config import PRESET_NAMES
 from ..validate import check_device, check_int, check_number
+from .suites import SUITES as SUITE_CASES
 
-SUITES = ("ops", "attention", "loaders", "train", "cache", "probe")
+SUITES = tuple(SUITE_CASES)  # the suite names, in the order they run
 
 
 def parse_suites(text: str) -> list[str]:
