@@ -138,7 +138,12 @@ def _add_cache(sub) -> None:
     w.add_argument("--teacher-random-init", action="store_true", help="random teacher (tests, offline demo only)")
     p.add_argument("--image-size", type=int, help="teacher input resolution (default: the model's)")
     p.add_argument("--pooling", choices=["cls", "mean", "both"], default="cls")
+    p.add_argument("--split", default="train", help="the dataset split to cache (train; test for a test split's cache)")
     p.add_argument("--views", type=int, default=12, help="views per object")
+    p.add_argument(
+        "--shading", choices=("normal", "depth", "lambert"), default="normal", help="how rendered views are coloured"
+    )
+    p.add_argument("--point-radius", type=float, help="splat radius in pixels (default: from image size and points)")
     p.add_argument("--views-dir", help="embed existing renders from this folder instead of rendering")
     p.add_argument("--num-points", type=int, default=2048, help="points used for rendering")
     p.add_argument("--batch-size", type=int, default=64, help="images per teacher batch")

@@ -57,7 +57,7 @@ def run_cache(args) -> None:
     from .device import resolve_device
 
     device = resolve_device(args.device)
-    dataset = open_dataset(args.data, split="train", num_points=args.num_points)
+    dataset = open_dataset(args.data, split=args.split, num_points=args.num_points)
     size = {"image_size": args.image_size} if args.image_size else {}  # default: load_teacher's (224)
     teacher = load_teacher(
         args.teacher or DEFAULT_TEACHER,
@@ -67,11 +67,21 @@ def run_cache(args) -> None:
         device=device,
         **size,
     )
-    view_source = None
     if args.views_dir:
         from .data.views_on_disk import ViewsOnDisk
 
         view_source = ViewsOnDisk(args.views_dir, dataset, image_size=teacher.image_size)
+    else:
+        from .teacher import RenderedViews
+
+        view_source = RenderedViews(
+            dataset,
+            args.views,
+            teacher.image_size,
+            shading=args.shading,
+            point_radius=args.point_radius,
+            device=teacher.device,
+        )
     path = build_cache(
         dataset,
         args.out,

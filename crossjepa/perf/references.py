@@ -9,11 +9,16 @@
 - `with_conv_patch_embed(module)`: a copy of any module holding Tokenizers whose patch embedding is
   `ConvPatchEmbed` (crossjepa's previous one) with the same weights: the before/after rows of the bench, and
   the old implementation the tests check the new one and old checkpoints against.
+- `pooled_fill_holes` / `previous_renderer()`: the renderer's hole filling as it was before the sliding-minimum
+  one (max-pooling windows, a cost per pixel that grows with the window): the cache bench's before row and the
+  reference the tests compare the new one with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +27,7 @@ from ..models.config import TokenizerConfig
 from ..models.layers import Attention
 from ..models.tokenizer import PatchEmbed, Tokenizer
 from ..ops import farthest_point_sample_reference, group_reference
-from ..render import random_poses
+from ..render import random_poses, splat
 from .inputs import ball_clouds
 
 
@@ -171,3 +176,38 @@ def synthetic_batch(
         "std": target.std(dim=(0, 1)),
     }
     return {k: v.to(device) for k, v in batch_inputs.items()}
+
+
+def pooled_fill_holes(zbuf, size, reach):
+    """The previous `crossjepa.render.splat._fill_holes`: the same gaps, each filled with the key of the
+    nearest pixel of its window found by two arg-max pools of the negated depth (ties: the pool's scan order,
+    where the new one takes the lowest point index; they differ only for distinct points at equal depth)."""
+    depth = torch.where(zbuf != splat._EMPTY, (zbuf >> 32).to(torch.int32).view(torch.float32), math.inf)
+    depth = depth.view(-1, 1, size, size)
+    limit = depth * (1 - splat._HOLE_TOL)
+    pad, pool, take = F.pad, F.max_pool2d, splat._take
+    row = -pool(-pad(depth, (reach, reach), value=math.inf), (1, reach), stride=1)
+    col = -pool(-pad(depth, (0, 0, reach, reach), value=math.inf), (reach, 1), stride=1)
+    left, right = row.narrow(-1, 0, size), row.narrow(-1, reach + 1, size)
+    up, down = col.narrow(-2, 0, size), col.narrow(-2, reach + 1, size)
+    far_left, far_right = left.minimum(take(left, -reach, size, -1)), right.minimum(take(right, reach, size, -1))
+    far_up, far_down = up.minimum(take(up, -reach, size, -2)), down.minimum(take(down, reach, size, -2))
+    hole = ((left < limit) & (right < limit) & (far_up < limit) & (far_down < limit)) | (
+        (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit)
+    )
+    k = 2 * reach + 1
+    rows, row_idx = pool(-depth, (1, k), stride=1, padding=(0, reach), return_indices=True)
+    _, col_idx = pool(rows, (k, 1), stride=1, padding=(reach, 0), return_indices=True)
+    nearest = row_idx.flatten(1).gather(1, col_idx.flatten(1))
+    return torch.where(hole.view_as(zbuf), zbuf.gather(1, nearest), zbuf)
+
+
+@contextlib.contextmanager
+def previous_renderer():
+    """Within the block, crossjepa.render fills holes with `pooled_fill_holes` (the bench's before row)."""
+    current = splat._fill_holes
+    splat._fill_holes = pooled_fill_holes
+    try:
+        yield
+    finally:
+        splat._fill_holes = current

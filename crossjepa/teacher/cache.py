@@ -107,6 +107,8 @@ def _identity(dataset, teacher, source, num_views: int, bins: int) -> dict:
                 "pooling": teacher.pooling,
                 "image_size": teacher.image_size,
                 "dim": teacher.embed_dim,
+                # Folded BatchNorm rounds differently: caches of the two paths differ in their last bits.
+                "optimized": bool(getattr(teacher, "optimized", False)),
             },
             "views": {**describe_view_source(source), "num_views": num_views},
             "dataset": {"fingerprint": str(fingerprint()), "num_objects": len(dataset)},
