@@ -45,7 +45,7 @@ def run_render(args) -> None:
 
 
 def run_cache(args) -> None:
-    from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, verify_cache
+    from .teacher import verify_cache
 
     if args.verify:
         verify_cache(args.verify)
@@ -53,10 +53,24 @@ def run_cache(args) -> None:
         return
     if not args.data or not args.out:
         raise ValueError("--data and --out are required to build a cache (or use --verify DIR)")
-    from .data import open_dataset
     from .device import resolve_device
+    from .train.distributed import close_distributed, init_distributed, rank_device
 
     device = resolve_device(args.device)
+    # Under torchrun every process builds its share of the chunks; the coordination needs only gloo.
+    dist_info = init_distributed(device, backend="gloo")
+    try:
+        path = _build_cache(args, rank_device(device, dist_info))
+    finally:
+        close_distributed(dist_info)
+    if dist_info.is_main:
+        print(f"cache ready: {path}")
+
+
+def _build_cache(args, device):
+    from .data import open_dataset
+    from .teacher import DEFAULT_TEACHER, RenderedViews, build_cache, load_teacher
+
     dataset = open_dataset(args.data, split=args.split, num_points=args.num_points)
     size = {"image_size": args.image_size} if args.image_size else {}  # default: load_teacher's (224)
     teacher = load_teacher(
@@ -72,8 +86,6 @@ def run_cache(args) -> None:
 
         view_source = ViewsOnDisk(args.views_dir, dataset, image_size=teacher.image_size)
     else:
-        from .teacher import RenderedViews
-
         view_source = RenderedViews(
             dataset,
             args.views,
@@ -82,7 +94,7 @@ def run_cache(args) -> None:
             point_radius=args.point_radius,
             device=teacher.device,
         )
-    path = build_cache(
+    return build_cache(
         dataset,
         args.out,
         teacher,
@@ -93,7 +105,6 @@ def run_cache(args) -> None:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    print(f"cache ready: {path}")
 
 
 def run_pretrain(args) -> None:
