@@ -9,9 +9,9 @@
 - `with_conv_patch_embed(module)`: a copy of any module holding Tokenizers whose patch embedding is
   `ConvPatchEmbed` (crossjepa's previous one) with the same weights: the before/after rows of the bench, and
   the old implementation the tests check the new one and old checkpoints against.
-- `pooled_fill_holes` / `previous_renderer()`: the renderer's hole filling as it was before the sliding-minimum
-  one (max-pooling windows, a cost per pixel that grows with the window): the cache bench's before row and the
-  reference the tests compare the new one with.
+- `previous_renderer()`: the renderer's hole filling as it was before the log-step window minima (max-pooling
+  windows, a cost per pixel that grows with the window): the cache bench's before row and the reference the
+  tests compare the new one with.
 """
 
 from __future__ import annotations
@@ -178,36 +178,30 @@ def synthetic_batch(
     return {k: v.to(device) for k, v in batch_inputs.items()}
 
 
-def pooled_fill_holes(zbuf, size, reach):
-    """The previous `crossjepa.render.splat._fill_holes`: the same gaps, each filled with the key of the
-    nearest pixel of its window found by two arg-max pools of the negated depth (ties: the pool's scan order,
-    where the new one takes the lowest point index; they differ only for distinct points at equal depth)."""
-    depth = torch.where(zbuf != splat._EMPTY, (zbuf >> 32).to(torch.int32).view(torch.float32), math.inf)
-    depth = depth.view(-1, 1, size, size)
-    limit = depth * (1 - splat._HOLE_TOL)
-    pad, pool, take = F.pad, F.max_pool2d, splat._take
-    row = -pool(-pad(depth, (reach, reach), value=math.inf), (1, reach), stride=1)
-    col = -pool(-pad(depth, (0, 0, reach, reach), value=math.inf), (reach, 1), stride=1)
-    left, right = row.narrow(-1, 0, size), row.narrow(-1, reach + 1, size)
-    up, down = col.narrow(-2, 0, size), col.narrow(-2, reach + 1, size)
-    far_left, far_right = left.minimum(take(left, -reach, size, -1)), right.minimum(take(right, reach, size, -1))
-    far_up, far_down = up.minimum(take(up, -reach, size, -2)), down.minimum(take(down, reach, size, -2))
-    hole = ((left < limit) & (right < limit) & (far_up < limit) & (far_down < limit)) | (
-        (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit)
-    )
-    k = 2 * reach + 1
-    rows, row_idx = pool(-depth, (1, k), stride=1, padding=(0, reach), return_indices=True)
-    _, col_idx = pool(rows, (k, 1), stride=1, padding=(reach, 0), return_indices=True)
-    nearest = row_idx.flatten(1).gather(1, col_idx.flatten(1))
-    return torch.where(hole.view_as(zbuf), zbuf.gather(1, nearest), zbuf)
+def pooled_window_min(x, size, dim):
+    """The previous `splat._window_min` (floats only): a min-pool, whose cost per element grows with `size`."""
+    kernel = (1, size) if dim == -1 else (size, 1)
+    return -F.max_pool2d(-x.unsqueeze(1), kernel, stride=1).squeeze(1)
+
+
+def pooled_nearest_keys(keys, reach):
+    """The previous `splat._nearest_keys`: the key of the window's nearest pixel, found by two arg-max pools of
+    the negated depth (ties: the pool's scan order, where the new one takes the lowest point index; they differ
+    only for distinct points at exactly equal depth)."""
+    depth = torch.where(keys != splat._EMPTY, (keys >> 32).to(torch.int32).view(torch.float32), math.inf)
+    k, flat = 2 * reach + 1, keys.flatten(1)
+    rows, row_idx = F.max_pool2d(-depth.unsqueeze(1), (1, k), stride=1, padding=(0, reach), return_indices=True)
+    _, col_idx = F.max_pool2d(rows, (k, 1), stride=1, padding=(reach, 0), return_indices=True)
+    return flat.gather(1, row_idx.flatten(1).gather(1, col_idx.flatten(1))).view_as(keys)
 
 
 @contextlib.contextmanager
 def previous_renderer():
-    """Within the block, crossjepa.render fills holes with `pooled_fill_holes` (the bench's before row)."""
-    current = splat._fill_holes
-    splat._fill_holes = pooled_fill_holes
+    """Within the block, crossjepa.render fills holes as it did before the log-step window minima (the cache
+    bench's before row, and the reference its tests compare with): `pooled_window_min`, `pooled_nearest_keys`."""
+    current = splat._window_min, splat._nearest_keys
+    splat._window_min, splat._nearest_keys = pooled_window_min, pooled_nearest_keys
     try:
         yield
     finally:
-        splat._fill_holes = current
+        splat._window_min, splat._nearest_keys = current

@@ -136,9 +136,14 @@ def _fill_holes(zbuf, size, reach):
         (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit)
     )
     keys = zbuf.view(-1, size, size)
+    return torch.where(hole, _nearest_keys(keys, reach), keys).view_as(zbuf)
+
+
+def _nearest_keys(keys, reach):
+    """The smallest key (the nearest point; ties: the lowest index) of the (2 reach + 1)^2 window around every
+    pixel of keys (N, S, S)."""
     k = 2 * reach + 1
-    nearest = _window_min(_pad(_window_min(_pad(keys, reach, reach, -1), k, -1), reach, reach, -2), k, -2)
-    return torch.where(hole, nearest, keys).view_as(zbuf)
+    return _window_min(_pad(_window_min(_pad(keys, reach, reach, -1), k, -1), reach, reach, -2), k, -2)
 
 
 def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None, shading="normal"):
