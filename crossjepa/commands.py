@@ -13,8 +13,9 @@ from typing import Literal, Optional
 from . import shared_settings as shared
 from .config_flags import config_from_args
 from .config_io import setting
+from .render.splat import SHADINGS
 from .teacher.model import DEFAULT_TEACHER, POOLINGS
-from .validate import check_device, check_int, check_number, check_str
+from .validate import check_choice, check_device, check_int, check_number, check_str
 
 log = logging.getLogger("crossjepa")
 
@@ -41,6 +42,7 @@ class CacheConfig:
 
     data: Optional[str] = setting(None, shared.DATA_HELP)
     out: Optional[str] = setting(None, "cache directory to build")
+    split: str = setting("train", "the dataset split to cache (train; test for a test split's cache)")
     verify: Optional[str] = setting(None, "recompute the checksums of a finished cache", metavar="DIR")
     teacher: str = setting(
         DEFAULT_TEACHER,
@@ -52,6 +54,8 @@ class CacheConfig:
     image_size: int = setting(224, "teacher input resolution")
     pooling: Literal[POOLINGS] = setting("cls", "cls: the model's pooled output; mean: mean of its tokens; both")
     views: int = setting(12, "views per object")
+    shading: Literal[SHADINGS] = setting("normal", "how rendered views are coloured")
+    point_radius: Optional[float] = setting(None, "splat radius in pixels (default: from image size and points)")
     views_dir: Optional[str] = setting(None, "embed existing renders from this folder instead of rendering")
     num_points: int = shared.stored_points("used for rendering")
     batch_size: int = setting(64, "images per teacher batch")
@@ -63,6 +67,8 @@ class CacheConfig:
         check_str("teacher", self.teacher)
         for name in ("image_size", "views", "num_points", "batch_size"):
             check_int(name, getattr(self, name), 1)
+        check_choice("shading", self.shading, SHADINGS)
+        check_number("point_radius", self.point_radius, 0, lo_open=True, optional=True)
         check_device("device", self.device)
 
 
@@ -120,7 +126,7 @@ def run_render(args) -> None:
 
 
 def run_cache(args) -> None:
-    from .teacher import build_cache, load_teacher, verify_cache
+    from .teacher import verify_cache
 
     cfg = config_from_args(CacheConfig, args)
     if cfg.verify:
@@ -129,11 +135,25 @@ def run_cache(args) -> None:
         return
     if not (cfg.data and cfg.out):
         raise ValueError("--data and --out: expected both to build a cache (or --verify DIR)")
-    from .data import open_dataset
     from .device import resolve_device
+    from .train.distributed import close_distributed, init_distributed, rank_device
 
     device = resolve_device(cfg.device)
-    dataset = open_dataset(cfg.data, split="train", num_points=cfg.num_points)
+    # Under torchrun every process builds its share of the chunks; the coordination needs only gloo.
+    dist_info = init_distributed(device, backend="gloo")
+    try:
+        path = _build_cache(cfg, rank_device(device, dist_info), progress=not args.quiet)
+    finally:
+        close_distributed(dist_info)
+    if dist_info.is_main:
+        print(f"cache ready: {path}")
+
+
+def _build_cache(cfg: CacheConfig, device, progress: bool):
+    from .data import open_dataset
+    from .teacher import RenderedViews, build_cache, load_teacher
+
+    dataset = open_dataset(cfg.data, split=cfg.split, num_points=cfg.num_points)
     teacher = load_teacher(
         cfg.teacher,
         weights=cfg.teacher_weights,
@@ -142,12 +162,20 @@ def run_cache(args) -> None:
         image_size=cfg.image_size,
         device=device,
     )
-    view_source = None
     if cfg.views_dir:
         from .data.views_on_disk import ViewsOnDisk
 
         view_source = ViewsOnDisk(cfg.views_dir, dataset, image_size=teacher.image_size)
-    path = build_cache(
+    else:
+        view_source = RenderedViews(
+            dataset,
+            cfg.views,
+            teacher.image_size,
+            shading=cfg.shading,
+            point_radius=cfg.point_radius,
+            device=teacher.device,
+        )
+    return build_cache(
         dataset,
         cfg.out,
         teacher,
@@ -156,9 +184,8 @@ def run_cache(args) -> None:
         batch_size=cfg.batch_size,
         resume=cfg.resume,
         overwrite=cfg.overwrite,
-        progress=not args.quiet,
+        progress=progress,
     )
-    print(f"cache ready: {path}")
 
 
 def run_pretrain(args) -> None:

@@ -218,3 +218,25 @@ def test_probe_teacher_cache_is_the_same_protocol_on_view_averaged_embeddings(tm
     )
     assert report["accuracy"] == expected["accuracy"] and "nested CV" in report["protocol"]
     assert report["encoder"].startswith("teacher test_vit")
+
+
+def test_cache_split_and_shading_give_the_test_split_teacher_ceiling(tmp_path):
+    from crossjepa.data import open_dataset
+    from crossjepa.teacher import open_cache
+
+    data, common = "synthetic:48", ["--teacher", "test_vit", "--teacher-random-init", "--image-size", "32"]
+    common += ["--views", "2", "--num-points", "256", "--shading", "lambert", "--device", "cpu"]
+    for split in ("train", "test"):
+        argv = ["-q", "cache", "--data", data, "--split", split, "--out", str(tmp_path / split), *common]
+        assert main(argv) == 0
+    test_cache = open_cache(tmp_path / "test")
+    test_cache.check_dataset(open_dataset(data, split="test", num_points=256))
+    with pytest.raises(ValueError, match="was built for dataset"):
+        test_cache.check_dataset(open_dataset(data, split="train", num_points=256))
+    assert test_cache.meta["views"]["shading"] == "lambert"
+    out = tmp_path / "teacher.json"
+    argv = ["-q", "probe", "--data", data, "--teacher-cache", str(tmp_path / "train")]
+    argv += ["--test-cache", str(tmp_path / "test"), "--seeds", "1", "--folds", "2", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert "test-split accuracy" in report["protocol"] and 0 <= report["accuracy"]["mean"] <= 1

@@ -26,8 +26,11 @@ EXISTING_FLAGS = {
         "--num-points",
         "--out",
         "--overwrite",
+        "--point-radius",
         "--pooling",
         "--resume",
+        "--shading",
+        "--split",
         "--teacher",
         "--teacher-random-init",
         "--teacher-weights",
@@ -101,6 +104,8 @@ EXISTING_FLAGS = {
         "--seeds",
         "--val-fraction",
         "--vote",
+        "--unseen",
+        "--label-fraction",
     },
     "fewshot": {
         "--data",
@@ -121,6 +126,7 @@ EXISTING_FLAGS = {
         "--query",
         "--head",
         "--seed",
+        "--unseen",
     },
 }
 # What the required flags are given when another flag is under test.

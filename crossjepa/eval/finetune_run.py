@@ -26,19 +26,25 @@ from ..train.checkpoint import save_weights
 from .classifier import EncoderSource, PointClassifier
 from .config import FinetuneConfig
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
-from .probe_run import open_test_split
+from .probe_run import carve, open_test_split
 
 
 def protocol(cfg: FinetuneConfig, has_test: bool) -> str:
     val = f"a stratified {cfg.val_fraction:g} validation part"
-    if has_test:
+    labels = "" if cfg.label_fraction == 1 else f"; labels of a stratified {cfg.label_fraction:g} of the training part"
+    if cfg.unseen:
+        where = (
+            f"test part: the unseen objects of {cfg.unseen} (kept out of pretraining), scored once per seed; "
+            f"epoch chosen on {val} of the other objects (seeded)"
+        )
+    elif has_test:
         where = f"epoch chosen on {val} of the train split (seeded); test split scored once per seed"
     else:
         where = (
             f"no test split: a stratified {cfg.test_fraction:g} test part carved from the train split, "
             f"epoch chosen on {val} of the rest (seeded); carved test part scored once per seed"
         )
-    return f"fine-tune encoder + head, {cfg.train.epochs} epochs; {where}; {cfg.seeds} seeds"
+    return f"fine-tune encoder + head, {cfg.train.epochs} epochs; {where}{labels}; {cfg.seeds} seeds"
 
 
 def summary(values) -> dict:
@@ -86,8 +92,12 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
     source = EncoderSource(cfg.checkpoint, cfg.random_init, cfg.preset)
     num_points = cfg.train.num_points or source.num_points
     train_full = open_dataset(cfg.data, split="train", num_points=num_points)
-    test_split = open_test_split(cfg.data, num_points=num_points)
     labels = contract.dataset_labels(train_full)
+    if cfg.unseen:  # the test part is the carve pretraining never saw, whatever splits the source has
+        rest, held, _ = carve(train_full, cfg.unseen)
+        test_split, train_ids = Subset(train_full, held), rest
+    else:
+        test_split, train_ids = open_test_split(cfg.data, num_points=num_points), None
     classes = num_classes(train_full, labels)
     augment = cfg.train.augment.resolve(contract.is_scanned(train_full))
     out = Path(cfg.out)
@@ -108,6 +118,7 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
                 source,
                 train_full,
                 labels,
+                train_ids,
                 test_split,
                 classes,
                 num_points,
@@ -144,14 +155,17 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
 
 
 def _run_seed(
-    cfg, seed, source, train_full, labels, test_split, classes, num_points, augment, device, resume, progress
+    cfg, seed, source, train_full, labels, train_ids, test_split, classes, num_points, augment, device, resume, progress
 ) -> dict:
-    rest = np.arange(len(labels))
+    rest = np.arange(len(labels)) if train_ids is None else train_ids
     test_set = test_split
     if test_split is None:
         rest, held = stratified_split(labels, cfg.test_fraction, seed, "test_fraction")
         test_set = Subset(train_full, held)
     train_part, val_part = stratified_split(labels[rest], cfg.val_fraction, seed, "val_fraction")
+    if cfg.label_fraction < 1:  # fewer labels, same validation part: the label-efficiency curve
+        _, labelled = stratified_split(labels[rest[train_part]], cfg.label_fraction, seed, "label_fraction")
+        train_part = train_part[labelled]
     train_set, val_set = Subset(train_full, rest[train_part]), Subset(train_full, rest[val_part])
 
     torch.manual_seed(seed)

@@ -9,11 +9,16 @@
 - `with_conv_patch_embed(module)`: a copy of any module holding Tokenizers whose patch embedding is
   `ConvPatchEmbed` (crossjepa's previous one) with the same weights: the before/after rows of the bench, and
   the old implementation the tests check the new one and old checkpoints against.
+- `previous_renderer()`: the renderer's hole filling as it was before the log-step window minima (max-pooling
+  windows, a cost per pixel that grows with the window): the cache bench's before row and the reference the
+  tests compare the new one with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +27,7 @@ from ..models.config import TokenizerConfig
 from ..models.layers import Attention
 from ..models.tokenizer import PatchEmbed, Tokenizer
 from ..ops import farthest_point_sample_reference, group_reference
-from ..render import random_poses
+from ..render import random_poses, splat
 from .inputs import ball_clouds
 
 
@@ -171,3 +176,32 @@ def synthetic_batch(
         "std": target.std(dim=(0, 1)),
     }
     return {k: v.to(device) for k, v in batch_inputs.items()}
+
+
+def pooled_window_min(x, size, dim):
+    """The previous `splat._window_min` (floats only): a min-pool, whose cost per element grows with `size`."""
+    kernel = (1, size) if dim == -1 else (size, 1)
+    return -F.max_pool2d(-x.unsqueeze(1), kernel, stride=1).squeeze(1)
+
+
+def pooled_nearest_keys(keys, reach):
+    """The previous `splat._nearest_keys`: the key of the window's nearest pixel, found by two arg-max pools of
+    the negated depth (ties: the pool's scan order, where the new one takes the lowest point index; they differ
+    only for distinct points at exactly equal depth)."""
+    depth = torch.where(keys != splat._EMPTY, (keys >> 32).to(torch.int32).view(torch.float32), math.inf)
+    k, flat = 2 * reach + 1, keys.flatten(1)
+    rows, row_idx = F.max_pool2d(-depth.unsqueeze(1), (1, k), stride=1, padding=(0, reach), return_indices=True)
+    _, col_idx = F.max_pool2d(rows, (k, 1), stride=1, padding=(reach, 0), return_indices=True)
+    return flat.gather(1, row_idx.flatten(1).gather(1, col_idx.flatten(1))).view_as(keys)
+
+
+@contextlib.contextmanager
+def previous_renderer():
+    """Within the block, crossjepa.render fills holes as it did before the log-step window minima (the cache
+    bench's before row, and the reference its tests compare with): `pooled_window_min`, `pooled_nearest_keys`."""
+    current = splat._window_min, splat._nearest_keys
+    splat._window_min, splat._nearest_keys = pooled_window_min, pooled_nearest_keys
+    try:
+        yield
+    finally:
+        splat._window_min, splat._nearest_keys = current

@@ -20,7 +20,10 @@ _EMPTY = torch.iinfo(torch.int64).max
 _NEAR = 1e-3  # points closer than this to the camera plane are not drawn
 _HOLE_TOL = 0.03  # relative depth step that separates a gap's far surface from the near one around it
 _CHUNK = 1 << 23  # candidates (view x point x footprint pixel) per chunk, ~30 bytes each
-SHADINGS = ("normal", "depth")
+SHADINGS = ("normal", "depth", "lambert")
+# Lambert shading: a light above, left of and in front of the camera (camera space: x right, y down, z forward).
+_LIGHT = (-0.4, -0.6, -0.7)
+_AMBIENT = 0.15
 
 
 class RenderOutput(NamedTuple):
@@ -86,10 +89,28 @@ def _zbuffer(uv, z, size, radius):
 
 
 def _take(x, offset, size, dim):
-    """y[..., i] = x[..., i + offset] along `dim` (-1 or -2) for i in [0, size); +inf outside x."""
+    """y[..., i] = x[..., i + offset] along `dim` (-1 or -2) for i in [0, size); `fill` outside x."""
     before, after = max(-offset, 0), max(size + offset - x.shape[dim], 0)
-    x = torch.nn.functional.pad(x, (before, after) if dim == -1 else (0, 0, before, after), value=math.inf)
-    return x.narrow(dim, offset + before, size)
+    return _pad(x, before, after, dim).narrow(dim, offset + before, size)
+
+
+def _pad(x, before, after, dim):
+    """x padded along `dim` (-1 or -2) with its dtype's largest value (+inf for floats): neutral for a min."""
+    fill = math.inf if x.is_floating_point() else torch.iinfo(x.dtype).max
+    return torch.nn.functional.pad(x, (before, after) if dim == -1 else (0, 0, before, after), value=fill)
+
+
+def _window_min(x, size, dim):
+    """y[..., i] = min(x[..., i : i + size]) along `dim`: minima of runs of 1, 2, 4, ... elements, then two
+    overlapping runs cover the window; log2(size) vectorised passes (a pooling kernel costs `size` per element).
+    Exact for floats and integers alike."""
+    run, y = 1, x
+    while 2 * run <= size:
+        m = y.shape[dim] - run
+        y = torch.minimum(y.narrow(dim, 0, m), y.narrow(dim, run, m))  # y[i] = min(x[i : i + 2 run])
+        run *= 2
+    m = x.shape[dim] - size + 1
+    return torch.minimum(y.narrow(dim, 0, m), y.narrow(dim, size - run, m))
 
 
 def _fill_holes(zbuf, size, reach):
@@ -98,15 +119,15 @@ def _fill_holes(zbuf, size, reach):
     Splatted random points leave gaps through which farther surfaces show. A pixel is such a gap when a nearer
     surface (by more than _HOLE_TOL of its depth) closes it in on both sides along one axis within `reach`
     pixels and along the other within 2 * reach (cracks are long and narrow). Requiring all four sides keeps
-    silhouettes, occluding edges and real openings (wider or longer than that) as they are.
+    silhouettes, occluding edges and real openings (wider or longer than that) as they are. A gap takes the
+    smallest key of the (2 reach + 1)^2 window around it: its nearest point (ties: the lowest point index).
     """
     depth = torch.where(zbuf != _EMPTY, (zbuf >> 32).to(torch.int32).view(torch.float32), math.inf)
-    depth = depth.view(-1, 1, size, size)
+    depth = depth.view(-1, size, size)
     limit = depth * (1 - _HOLE_TOL)
     # Minimum depth within `reach` pixels strictly left of, right of, above and below each pixel ...
-    pad, pool = torch.nn.functional.pad, torch.nn.functional.max_pool2d
-    row = -pool(-pad(depth, (reach, reach), value=math.inf), (1, reach), stride=1)  # row[x] = min(depth[x-reach:x])
-    col = -pool(-pad(depth, (0, 0, reach, reach), value=math.inf), (reach, 1), stride=1)
+    row = _window_min(_pad(depth, reach, reach, -1), reach, -1)  # row[x] = min(depth[x - reach : x])
+    col = _window_min(_pad(depth, reach, reach, -2), reach, -2)
     left, right = row.narrow(-1, 0, size), row.narrow(-1, reach + 1, size)
     up, down = col.narrow(-2, 0, size), col.narrow(-2, reach + 1, size)
     # ... and within 2 * reach: that window or the next one out.
@@ -115,12 +136,15 @@ def _fill_holes(zbuf, size, reach):
     hole = ((left < limit) & (right < limit) & (far_up < limit) & (far_down < limit)) | (
         (up < limit) & (down < limit) & (far_left < limit) & (far_right < limit)
     )
-    # Nearest pixel in the (2 reach + 1)^2 window, as two separable 1-D arg-max pools of the negated depth.
+    keys = zbuf.view(-1, size, size)
+    return torch.where(hole, _nearest_keys(keys, reach), keys).view_as(zbuf)
+
+
+def _nearest_keys(keys, reach):
+    """The smallest key (the nearest point; ties: the lowest index) of the (2 reach + 1)^2 window around every
+    pixel of keys (N, S, S)."""
     k = 2 * reach + 1
-    rows, row_idx = pool(-depth, (1, k), stride=1, padding=(0, reach), return_indices=True)
-    _, col_idx = pool(rows, (k, 1), stride=1, padding=(reach, 0), return_indices=True)
-    nearest = row_idx.flatten(1).gather(1, col_idx.flatten(1))
-    return torch.where(hole.view_as(zbuf), zbuf.gather(1, nearest), zbuf)
+    return _window_min(_pad(_window_min(_pad(keys, reach, reach, -1), k, -1), reach, reach, -2), k, -2)
 
 
 def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None, shading="normal"):
@@ -128,8 +152,9 @@ def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None
 
     shading "normal": camera-space normal map (right -> red, up -> green, towards the camera -> blue) from a
     PCA of each point's nearest neighbours, darkened up to 40% with depth. shading "depth": grey level, the
-    view's nearest visible point white, its farthest 0.2. `point_radius` is in pixels (default
-    `default_point_radius(image_size, P)`).
+    view's nearest visible point white, its farthest 0.2. shading "lambert": a grey matte surface lit by one
+    light above-left of the camera plus ambient light (the look of a shaded object in a photo). `point_radius`
+    is in pixels (default `default_point_radius(image_size, P)`).
     """
     check_choice("shading", shading, SHADINGS)
     check_int("image_size", image_size, 1)
@@ -152,13 +177,18 @@ def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None
     hi = torch.where(mask, depth, -math.inf).amax(1, keepdim=True)
     far = ((depth - lo) / (hi - lo).clamp_min(1e-6)).unsqueeze(-1)  # 0 nearest .. 1 farthest visible
 
-    if shading == "normal":
+    if shading in ("normal", "lambert"):
         rot = poses.to(device=cam.device, dtype=torch.float32)[..., :3, :3]
         n_cam = estimate_normals(points.float()).unsqueeze(1) @ rot.expand(B, V, 3, 3)  # R^T n per view
         n_cam = n_cam * -torch.sign((n_cam * cam).sum(-1, keepdim=True) + 1e-12)  # face the camera (origin)
-        colors = (0.5 + 0.5 * n_cam * n_cam.new_tensor([1.0, -1.0, -1.0])).reshape(-1, 3)
+        if shading == "normal":
+            colors = (0.5 + 0.5 * n_cam * n_cam.new_tensor([1.0, -1.0, -1.0])).reshape(-1, 3)
+        else:
+            light = torch.nn.functional.normalize(n_cam.new_tensor(_LIGHT), dim=0)
+            grey = _AMBIENT + (1 - _AMBIENT) * (n_cam @ light).clamp_min(0)
+            colors = grey.reshape(-1, 1).expand(-1, 3)
         winner = torch.arange(B * V, device=cam.device).unsqueeze(1) * P + torch.where(mask, zbuf & 0xFFFFFFFF, 0)
-        rgb = colors[winner] * (1 - 0.4 * far)
+        rgb = colors[winner] * (1 - 0.4 * far) if shading == "normal" else colors[winner]
     else:
         rgb = (1 - 0.8 * far).expand(-1, -1, 3)
     rgb = torch.where(mask.unsqueeze(-1), rgb, 0.0).clamp(0, 1)

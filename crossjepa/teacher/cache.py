@@ -9,12 +9,15 @@ Layout of a finished cache directory (format version 1):
 All .npy files are standard (numpy.load(..., mmap_mode="r") reads them zero-copy).
 
 A build works in `<out>.partial/` beside the output: the .npy files are preallocated there, chunks of
-objects are computed in a fixed order with a fixed batch composition, and after each chunk is flushed its
-index is added to `progress.json` (rewritten atomically). Stats and checksums are computed from the files
-at the end, meta.json is written, and the directory is renamed to `<out>`. A build killed at any moment
-and resumed recomputes only unrecorded chunks, so it ends with the same bytes as an uninterrupted one.
-While it runs, a build holds `<out>.lock` (its pid, host and start time): a second build into the same
-directory is refused at once; the lock of a killed build is taken over by a `resume` on the same host.
+objects are computed with a fixed batch composition, written at their rows' byte offsets and synced, and
+then the chunk's index is added to the progress file of the process that computed it (`progress.json`, or
+`progress-<rank>.json` under torchrun; rewritten atomically). Stats and checksums are computed from the
+files at the end, meta.json is written, and the directory is renamed to `<out>`. A build killed at any
+moment and resumed (by any number of processes) recomputes only unrecorded chunks, so it ends with the same
+bytes as an uninterrupted one. While it runs, a build holds `<out>.lock` (its pid, host and start time; rank
+0's under torchrun): a second build into the same directory is refused at once; the lock of a killed build
+is taken over by a `resume` on the same host. Under torchrun the ranks share the chunks
+(crossjepa.teacher.shards).
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import json
 import logging
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ from crossjepa import render
 from ..atomic import atomic_target, replace_dir, write_bytes
 from ..hashing import file_sha256
 from ..validate import check_int, is_int
+from .build_lock import acquire_lock, release_lock
+from .shards import Shards
 from .views import RenderedViews, describe_view_source, read_view_batch
 
 __all__ = ["CacheCorruptError", "TeacherCache", "build_cache", "open_cache", "verify_cache", "FORMAT_VERSION"]
@@ -107,6 +110,8 @@ def _identity(dataset, teacher, source, num_views: int, bins: int) -> dict:
                 "pooling": teacher.pooling,
                 "image_size": teacher.image_size,
                 "dim": teacher.embed_dim,
+                # Folded BatchNorm rounds differently: caches of the two paths differ in their last bits.
+                "optimized": bool(getattr(teacher, "optimized", False)),
             },
             "views": {**describe_view_source(source), "num_views": num_views},
             "dataset": {"fingerprint": str(fingerprint()), "num_objects": len(dataset)},
@@ -148,8 +153,37 @@ def _start_build(partial: Path, identity: dict, chunk_size: int, batch_size: int
     return state
 
 
+class _RowWriter:
+    """Writes rows of the preallocated .npy files at their byte offsets (os.pwrite), never through a shared
+    memory map: ranks on several nodes write disjoint rows of the same files on a shared file system, and a
+    page written back from one node's map would overwrite its neighbours' rows."""
+
+    def __init__(self, directory: Path):
+        self.files = {}
+        for name in ARRAYS:
+            header = np.load(directory / name, mmap_mode="r")  # the header's length, dtype and shape
+            row_bytes = header.dtype.itemsize * int(np.prod(header.shape[1:]))
+            self.files[name] = (os.open(directory / name, os.O_WRONLY), header.offset, row_bytes, header.dtype)
+
+    def write(self, name: str, first_row: int, rows: np.ndarray) -> None:
+        fd, offset, row_bytes, dtype = self.files[name]
+        data = np.ascontiguousarray(rows, dtype=dtype).tobytes()
+        position, view = offset + first_row * row_bytes, memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            view, position = view[written:], position + written
+
+    def sync(self) -> None:
+        for fd, *_ in self.files.values():
+            os.fsync(fd)
+
+    def close(self) -> None:
+        for fd, *_ in self.files.values():
+            os.close(fd)
+
+
 def _compute_chunk(
-    arrays, source, teacher, start: int, stop: int, per_batch: int, num_views: int, bins: int, bar
+    writer: _RowWriter, source, teacher, start: int, stop: int, per_batch: int, num_views: int, bins: int, bar
 ) -> None:
     for s in range(start, stop, per_batch):
         indices = list(range(s, min(s + per_batch, stop)))
@@ -160,9 +194,9 @@ def _compute_chunk(
             raise FloatingPointError(
                 f"teacher: non-finite (or beyond float16 range) embeddings for objects {indices[0]}..{indices[-1]}"
             )
-        arrays["embeddings.npy"][s : s + len(indices)] = emb.reshape(len(indices), num_views, -1).numpy()
-        arrays["poses.npy"][s : s + len(indices)] = poses.numpy()
-        arrays["histograms.npy"][s : s + len(indices)] = hist.to("cpu", torch.float32).numpy()
+        writer.write("embeddings.npy", s, emb.reshape(len(indices), num_views, -1).numpy())
+        writer.write("poses.npy", s, poses.numpy())
+        writer.write("histograms.npy", s, hist.to("cpu", torch.float32).numpy())
         bar.update(len(indices) * num_views)
 
 
@@ -259,118 +293,62 @@ def _resume_state(partial: Path, identity: dict, resume: bool, overwrite: bool) 
     return state
 
 
+def _progress_file(partial: Path, rank: int) -> Path:
+    return partial / (PROGRESS if rank == 0 else f"progress-{rank}.json")
+
+
+def _done_chunks(partial: Path, pattern: str = "progress*.json") -> set[int]:
+    """Chunks recorded as finished by any rank of any run (each rank records its own in its own file)."""
+    done = set()
+    for path in partial.glob(pattern):
+        done.update((_read_json(path) or {}).get("done", []))
+    return done
+
+
 def _run_chunks(
-    partial: Path, state: dict, source, teacher, num_objects: int, num_views: int, bins: int, progress: bool, on_chunk
+    partial: Path,
+    state: dict,
+    source,
+    teacher,
+    num_objects: int,
+    num_views: int,
+    bins: int,
+    progress: bool,
+    on_chunk,
+    shards: Shards,
 ) -> None:
-    done = set((_read_json(partial / PROGRESS) or {}).get("done", []))
+    done = _done_chunks(partial)
     chunks = _chunks(num_objects, state["chunk_size"])
+    todo = [(k, s, e) for k, s, e in chunks if shards.owns(k) and k not in done]
+    mine_file = _progress_file(partial, shards.rank)
+    recorded = set(_done_chunks(partial, mine_file.name))  # this rank's file keeps what earlier runs put in it
     per_batch = max(1, state["batch_size"] // num_views)
-    arrays = _open_arrays(partial, state["identity"], "r+")
-    finished = sum(e - s for k, s, e in chunks if k in done)
-    _log.info("teacher cache: %d objects x %d views, %d/%d chunks done", num_objects, num_views, len(done), len(chunks))
-    with tqdm(
-        total=num_objects * num_views,
-        initial=finished * num_views,
-        unit="img",
-        desc="teacher cache",
-        disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
-        for k, s, e in chunks:
-            if k in done:
-                continue
-            _compute_chunk(arrays, source, teacher, s, e, per_batch, num_views, bins, bar)
-            for array in arrays.values():
-                array.flush()
-            done.add(k)
-            _write_json(partial / PROGRESS, {"done": sorted(done)})
-            if on_chunk is not None:
-                on_chunk(k, len(chunks))
-
-
-def _owner_alive(owner: dict) -> bool | None:
-    """Whether the build that wrote a lock still runs: None when it ran on another host (cannot tell)."""
-    if owner.get("host") != socket.gethostname():
-        return None
+    _log.info(
+        "teacher cache: %d objects x %d views, %d/%d chunks done%s",
+        num_objects,
+        num_views,
+        len(done),
+        len(chunks),
+        f"; rank {shards.rank} of {shards.world_size} computes {len(todo)}" if shards.world_size > 1 else "",
+    )
+    writer = _RowWriter(partial)
     try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
-def _lock_error(out: Path, lock: Path, owner, alive: bool | None) -> ValueError:
-    if not isinstance(owner, dict) or not {"pid", "host", "started"} <= set(owner):
-        return ValueError(f"cache {out}: unreadable lock file {lock}; if no build is running, delete it")
-    who = f"pid {owner['pid']} on host {owner['host']} since {owner['started']} (lock file {lock})"
-    if alive is False:
-        return ValueError(
-            f"cache {out}: an earlier build by {who} is no longer running; rerun with --resume "
-            f"(resume=True) to take it over"
-        )
-    if alive is None:
-        return ValueError(
-            f"cache {out} is being built by {who}; if that build is dead, delete the lock file and rerun with --resume"
-        )
-    return ValueError(f"cache {out} is being built by {who}; wait for it to finish or build into another directory")
-
-
-def _acquire_lock(out: Path, resume: bool) -> Path:
-    """Create `<out>.lock` holding {pid, host, started}, or raise naming the build that holds it. With `resume`
-    the lock of a build that no longer runs on this host is taken over."""
-    lock = out.with_name(out.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    mine = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    tmp = lock.with_name(f"{lock.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(mine))
-    try:
-        for _ in range(10):
-            try:
-                os.link(tmp, lock)  # atomic and exclusive, and the lock is never seen half-written
-                return lock
-            except FileExistsError:
-                pass
-            owner = _read_json(lock)
-            if owner is None and not lock.exists():
-                continue  # released meanwhile
-            alive = _owner_alive(owner) if isinstance(owner, dict) and "pid" in owner else True
-            if not (resume and alive is False):
-                raise _lock_error(out, lock, owner, alive)
-            # Take over: move the dead owner's lock aside; if what was moved is not that lock (another resume
-            # got there first and holds a fresh one), put it back. Then try again.
-            stale = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
-            try:
-                os.rename(lock, stale)
-            except FileNotFoundError:
-                continue
-            if _read_json(stale) == owner:
-                _log.warning(
-                    "teacher cache: taking over the lock of pid %s on %s (started %s, no longer running)",
-                    owner["pid"],
-                    owner["host"],
-                    owner.get("started"),
-                )
-            else:
-                try:
-                    os.link(stale, lock)
-                except FileExistsError:
-                    pass
-            stale.unlink()
-        raise ValueError(f"cache {out}: could not take the lock file {lock} (other builds keep changing it)")
+        with tqdm(
+            total=sum(e - s for _, s, e in todo) * num_views,
+            unit="img",
+            desc="teacher cache" + (f" (rank 0 of {shards.world_size})" if shards.world_size > 1 else ""),
+            disable=not (progress and shards.is_main),
+            dynamic_ncols=True,
+        ) as bar:
+            for k, s, e in todo:
+                _compute_chunk(writer, source, teacher, s, e, per_batch, num_views, bins, bar)
+                writer.sync()
+                recorded.add(k)
+                _write_json(mine_file, {"done": sorted(recorded)})
+                if on_chunk is not None:
+                    on_chunk(k, len(chunks))
     finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _release_lock(lock: Path) -> None:
-    owner = _read_json(lock)
-    if isinstance(owner, dict) and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-        lock.unlink(missing_ok=True)
+        writer.close()
 
 
 def build_cache(
@@ -398,6 +376,10 @@ def build_cache(
     it is ("already complete"); one with other settings is replaced only with ``overwrite``.
     ``on_chunk(index, count)`` is called after each chunk is recorded. A second build into ``out_dir`` while
     this one runs raises ValueError (see the module docstring on `<out>.lock`).
+
+    Called by every process of an initialised torch.distributed process group (torchrun), the processes
+    build the one cache together (crossjepa.teacher.shards), each on its own teacher and device: the same
+    bytes as one process, and a resume continues whatever rank was killed.
     """
     for arg, value in (
         ("num_views", num_views),
@@ -409,7 +391,8 @@ def build_cache(
     if len(dataset) == 0:
         raise ValueError("dataset: expected at least one object, got an empty dataset")
     out = Path(out_dir)
-    lock = _acquire_lock(out, resume)
+    shards = Shards.current()
+    lock = shards.decided_by_main(lambda: acquire_lock(out, resume))
     try:
         return _build_locked(
             dataset,
@@ -424,9 +407,35 @@ def build_cache(
             overwrite,
             progress,
             on_chunk,
+            shards,
         )
     finally:
-        _release_lock(lock)
+        if shards.is_main:
+            release_lock(lock)
+
+
+def _prepare(out: Path, partial: Path, identity: dict, chunk_size, batch_size, resume, overwrite, device):
+    """Rank 0's decision: None when ``out`` already holds this cache, else (state, whether chunks remain)."""
+    if _check_out_dir(out, identity, overwrite):
+        _log.info("teacher cache %s: already complete", out)
+        return None
+    state = _resume_state(partial, identity, resume, overwrite)
+    if state is None:
+        state = _start_build(partial, identity, chunk_size, batch_size, device)
+    elif state["device"] != device:
+        _log.warning(
+            "teacher cache: resuming on %s a build started on %s; the embeddings of the remaining "
+            "chunks will differ slightly from an uninterrupted build",
+            device,
+            state["device"],
+        )
+    if (state["chunk_size"], state["batch_size"]) != (chunk_size, batch_size):
+        _log.info(
+            "teacher cache: resuming with the build's chunk_size=%d, batch_size=%d",
+            state["chunk_size"],
+            state["batch_size"],
+        )
+    return state, not (partial / META).is_file()
 
 
 def _build_locked(
@@ -442,36 +451,31 @@ def _build_locked(
     overwrite,
     progress,
     on_chunk,
+    shards: Shards,
 ) -> Path:
     partial = out.with_name(out.name + ".partial")
     if view_source is None:
         view_source = RenderedViews(dataset, num_views, teacher.image_size, device=teacher.device)
     num_views = getattr(view_source, "num_views", num_views)
     identity = _identity(dataset, teacher, view_source, num_views, bins)
-    if _check_out_dir(out, identity, overwrite):
-        _log.info("teacher cache %s: already complete", out)
+    decision = shards.decided_by_main(
+        lambda: _prepare(out, partial, identity, chunk_size, batch_size, resume, overwrite, teacher.device.type)
+    )
+    if decision is None:
         return out
+    state, compute = decision
+    if compute:
+        _run_chunks(partial, state, view_source, teacher, len(dataset), num_views, bins, progress, on_chunk, shards)
+        shards.barrier()  # every rank's chunks are on disk and recorded
 
-    state = _resume_state(partial, identity, resume, overwrite)
-    if state is None:
-        state = _start_build(partial, identity, chunk_size, batch_size, teacher.device.type)
-    elif state["device"] != teacher.device.type:
-        _log.warning(
-            "teacher cache: resuming on %s a build started on %s; the embeddings of the remaining "
-            "chunks will differ slightly from an uninterrupted build",
-            teacher.device.type,
-            state["device"],
-        )
-    if (state["chunk_size"], state["batch_size"]) != (chunk_size, batch_size):
-        _log.info(
-            "teacher cache: resuming with the build's chunk_size=%d, batch_size=%d",
-            state["chunk_size"],
-            state["batch_size"],
-        )
-    if not (partial / META).is_file():
-        _run_chunks(partial, state, view_source, teacher, len(dataset), num_views, bins, progress, on_chunk)
-        _finish(partial, state, teacher)
-    _publish(partial, out)
+        def finish():
+            missing = len(_chunks(len(dataset), state["chunk_size"])) - len(_done_chunks(partial))
+            if missing:
+                raise RuntimeError(f"teacher cache: {missing} chunks are not recorded as done in {partial}")
+            _finish(partial, state, teacher)
+
+        shards.decided_by_main(finish)
+    shards.decided_by_main(lambda: _publish(partial, out))
     _log.info("teacher cache %s: complete", out)
     return out
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..hashing import file_sha256
 from ..validate import check_choice, check_int
+from .inference import optimize_for_inference
 from .torchvision_stub import missing_torchvision, standing_in
 from .weights import PACKAGES, package_weights
 
@@ -56,6 +57,9 @@ class Teacher(nn.Module):
     Images are resized to ``image_size`` if needed and normalised with the model's pretrained mean/std.
     Pooling: "cls" = the model's pooled pre-logits output (the CLS token for ViTs), "mean" = mean of the
     patch tokens (spatial mean for CNNs), "both" = their concatenation.
+    With ``optimize`` (the default) the model runs with its BatchNorms folded and channels-last weights
+    (crossjepa.teacher.inference): the same embeddings up to float rounding, 2-3x cheaper for a CNN on a CPU;
+    ``optimize=False`` runs the model as timm builds it. ``params_sha256`` always hashes the original weights.
     """
 
     def __init__(
@@ -66,8 +70,17 @@ class Teacher(nn.Module):
         pooling: str,
         image_size: int,
         weights_source: str = "unknown",
+        optimize: bool = True,
     ):
         super().__init__()
+        model.requires_grad_(False).eval()
+        self._params_sha256 = _params_sha256(model) if optimize else None
+        self.optimized = False
+        if optimize:
+            # Deterministic, not constant (every channel must vary for the check), and off the global RNG.
+            example = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+            fast = optimize_for_inference(model, example, lambda m, x: m.forward_features(x))
+            model, self.optimized = fast, fast is not model
         self.model = model
         self.name = name
         self.weights_id = weights_id
@@ -80,7 +93,6 @@ class Teacher(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
-        self._params_sha256 = None
         probe = torch.full((1, 3, image_size, image_size), 0.5)  # not random: leaves the global RNG alone
         self.embed_dim = int(self(probe).shape[1])
 
@@ -95,11 +107,7 @@ class Teacher(nn.Module):
     def params_sha256(self) -> str:
         """sha256 of all parameters and buffers (names, dtypes, shapes, bytes): identifies the weights."""
         if self._params_sha256 is None:
-            digest = hashlib.sha256()
-            for key, tensor in self.model.state_dict().items():
-                digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._params_sha256 = digest.hexdigest()
+            self._params_sha256 = _params_sha256(self.model)
         return self._params_sha256
 
     def _patch_mean(self, feats: torch.Tensor) -> torch.Tensor:
@@ -108,7 +116,7 @@ class Teacher(nn.Module):
         channels_last = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
         return feats.mean(dim=(1, 2) if channels_last else (2, 3))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -119,6 +127,8 @@ class Teacher(nn.Module):
                 x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
             )
         x = (x - self.mean) / self.std
+        if self.optimized:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
             feats = self.model.forward_features(x)
             if self.pooling == "mean":
@@ -128,6 +138,14 @@ class Teacher(nn.Module):
                 if self.pooling == "both":
                     out = torch.cat([out, self._patch_mean(feats)], dim=1)
         return out.float()
+
+
+def _params_sha256(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -198,6 +216,7 @@ def load_teacher(
     image_size: int = 224,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    optimize: bool = True,
 ) -> Teacher:
     """Build a frozen teacher from a timm model name.
 
@@ -205,7 +224,7 @@ def load_teacher(
     or "state_dict"); an installed weights package known for ``name`` (crossjepa.teacher.weights.PACKAGES,
     converted once); timm's pretrained download; else one error naming all three. Only with
     ``random_init=True``: a random initialisation drawn from ``seed`` (deterministic, so a resumed cache build
-    gets the same teacher). ``Teacher.weights_source`` says which was used.
+    gets the same teacher). ``Teacher.weights_source`` says which was used. ``optimize``: see ``Teacher``.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a timm model name, got {name!r}")
@@ -228,7 +247,7 @@ def load_teacher(
             name,
             seed,
         )
-        return Teacher(model, name, weights_id, pooling, image_size, source).to(device)
+        return Teacher(model, name, weights_id, pooling, image_size, source, optimize).to(device)
     if weights is not None:
         path = Path(weights)
         model = _create(timm, name, image_size, pretrained=False)
@@ -257,4 +276,4 @@ def load_teacher(
             ) from exc
         weights_id, source = "timm-pretrained", "timm-hub"
     _log.info("teacher %s: weights from %s (%s)", name, source, weights_id[:12])
-    return Teacher(model, name, weights_id, pooling, image_size, source).to(device)
+    return Teacher(model, name, weights_id, pooling, image_size, source, optimize).to(device)

