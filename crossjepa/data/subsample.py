@@ -8,9 +8,11 @@ augmenting loaders and the feature extractor (crossjepa/eval/features.py) alike:
   floor(P/N) or ceil(P/N) times. A batch of equal-size clouds shares the permutation and draws one offset
   per cloud, so a batch costs one sort, not one per cloud.
 
-The draws come from a torch.Generator: the same generator state gives the same indices. The datasets and the
-feature extractor draw per object, from keyed_generator((seed, object)), so an object's points depend on nothing
-else, and take a cloud that already has P points as stored (a permutation would only move FPS's start point).
+The draws come from a torch.Generator: the same generator state gives the same indices. The datasets draw per
+object, from keyed_generator((seed, object)), so that any object can be read alone; the feature extractor
+(fixed_size_batches) draws object after object from one generator seeded with its seed (the draws the probe has
+always made, so its published numbers stand). Both take a cloud that already has P points as stored (a
+permutation would only move FPS's start point).
 """
 
 from __future__ import annotations
@@ -60,13 +62,15 @@ def resample_indices(n: int, num_points: int, key: Sequence[int], prefix: bool) 
 def fixed_size_batches(
     dataset, num_points: int, *, seed: int = 0, batch_size: int = 64, ids=None, device="cpu"
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
-    """The objects `ids` of `dataset` (default: all, in order), each cloud taken to `num_points` by the rule
-    drawn from (seed, object id), in batches -> (ids int64 (B,), points float32 (B, P, 3) on `device`, labels
-    int64 (B,)); the ids and labels stay on the host. Object i always gets the same points for a given seed,
-    whatever the batching; another seed draws another subset (not for FPS-ordered clouds, whose prefix is fixed)."""
+    """The objects `ids` of `dataset` (default: all, in order), each cloud taken to `num_points` by the rule, in
+    batches -> (ids int64 (B,), points float32 (B, P, 3) on `device`, labels int64 (B,)); the ids and labels stay
+    on the host. A cloud of `num_points` points is used as stored, an FPS-ordered one gives its prefix, and every
+    other cloud, in the order of `ids`, takes the next random subset from one CPU generator seeded with `seed`:
+    the same objects in the same order give the same points for a seed, whatever the batch size."""
     check_int("batch_size", batch_size, 1)
     check_int("num_points", num_points, 1)
     prefix = fps_ordered(dataset)
+    generator = torch.Generator().manual_seed(seed)
     ids = np.arange(len(dataset)) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
     for start in range(0, len(ids), batch_size):
         rows = ids[start : start + batch_size]
@@ -76,7 +80,12 @@ def fixed_size_batches(
             cloud = torch.as_tensor(item["points"], dtype=torch.float32)
             if cloud.ndim != 2 or cloud.shape[1] != 3 or cloud.shape[0] == 0:
                 raise ValueError(f"dataset[{i}]: expected points (N > 0, 3), got shape {tuple(cloud.shape)}")
-            index = resample_indices(cloud.shape[0], num_points, (seed, i), prefix)
-            clouds.append(cloud if index is None else cloud[torch.from_numpy(index)])
+            if cloud.shape[0] != num_points:
+                stored = cloud.shape[0]
+                index = (
+                    prefix_indices(stored, num_points) if prefix else draw_subset(generator, 1, stored, num_points)[0]
+                )
+                cloud = cloud[index]
+            clouds.append(cloud)
         labels = np.array([int(item["label"]) for item in items], dtype=np.int64)
         yield rows, torch.stack(clouds).to(device), labels

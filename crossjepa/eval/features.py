@@ -1,10 +1,11 @@
 """The one feature extractor: what the probe, `crossjepa embed`, few-shot's linear head and
 `crossjepa.load_encoder` read out of a point encoder.
 
-- Points: each cloud is taken to `num_points` (default: the encoder's) by the rule of data/subsample.py, drawn
-  from (seed, object index): an FPS-ordered cloud keeps its prefix, another gets a random subset, and a cloud
-  that has exactly `num_points` is used as stored. So `crossjepa embed --seed S` writes the probe's features of
-  seed S, and for clouds of `num_points` points both equal `load_encoder(path)(points)`.
+- Points: each cloud is taken to `num_points` (default: the encoder's) by the rule of data/subsample.py
+  (fixed_size_batches): a cloud that has exactly `num_points` is used as stored, an FPS-ordered one keeps its
+  prefix, and every other one, in dataset order, takes the next random subset of a generator seeded with `seed`.
+  So `crossjepa embed --seed S` writes the probe's features of seed S, and for clouds of `num_points` points both
+  equal `load_encoder(path)(points)`.
 - Read-out: `features` (B, 2W), concat(max, mean) of the patch tokens (models/encoder.py), or every output
   token (B, 1 + G, W) with `tokens`.
 - Batching and device: batches of `batch_size` clouds are built on the host and moved to `device` (default: the
