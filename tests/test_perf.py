@@ -223,8 +223,11 @@ def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
     assert result["runner"] == "pytest-benchmark" and result["complete"] and result["suites"] == ["ops"]
     rows = result["rows"]
-    assert all(set(r) == ROW_KEYS for r in rows) and all(r["repeats"] == 2 for r in rows)
-    assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
+    assert all(set(r) == ROW_KEYS for r in rows)
+    measured = [r for r in rows if r["median_ms"] is not None]
+    assert all(r["repeats"] == 2 and r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in measured)
+    # What did not run is a peer this environment lacks (the peers extra), and its row says so.
+    assert all("not installed" in r["note"] for r in rows if r["median_ms"] is None)
     assert {
         (r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in rows if r["ratio_vs"]
     } == CPU_OPS_PAIRS
