@@ -110,6 +110,8 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
         "triton",
         "numpy",
         "fpsample",
+        "torch_fps",
+        "torch_quickfps",
         "python",
         "cpu",
         "torch_threads",
