@@ -3,9 +3,11 @@ wheel), the benchmark peers at the versions the results name, and every extra th
 exists."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is Python >= 3.11's")
 REPO = Path(__file__).resolve().parents[1]
 EXTRAS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
