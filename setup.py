@@ -229,7 +229,7 @@ def extension_setup():
             **kwargs,
         )
     else:
-        print("crossjepa setup: building the CPU kernels only (no CUDA torch + nvcc, and FORCE_CUDA is not 1)")
+        print("crossjepa setup: building the CPU kernels only (no CUDA torch with a matching nvcc, FORCE_CUDA not 1)")
         ext = CppExtension(sources=sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)
     return [ext], {"build_ext": OptionalBuildExtension}
 
