@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .probe import probe_encoder
+from .probe import check_classes, probe_encoder
 
 
 def protocol(folds: int, seeds: int, has_test: bool, unseen: dict | None = None, solver: str = "fast") -> str:
@@ -88,6 +88,7 @@ def probe_checkpoint(
         train_set, test_set = subset(train_ds, labels, rest), subset(train_ds, labels, held)
     else:
         train_set, test_set = train_ds, open_test_split(data)
+    check_classes(dataset_labels(train_set), f"--data {data}: the objects the probe is fitted on")
     report = probe_encoder(
         model,
         train_set,
@@ -142,9 +143,11 @@ def probe_teacher_cache(
 
     train_ds, train_cache = opened(cache, "train")
     labels, carved, train_objects = dataset_labels(train_ds), None, len(train_ds)
+    fitted_on = f"--data {data}: the objects the probe is fitted on"
     if unseen:
         rest, held, carved = carve(train_ds, unseen)
         train_objects = len(rest)
+        check_classes(labels[rest], fitted_on)
 
         def rows(ids):  # probe_teacher reads only the embeddings of the cache it is given
             return SimpleNamespace(embeddings=np.asarray(train_cache.embeddings[ids]))
@@ -160,6 +163,7 @@ def probe_teacher_cache(
             device=resolve_device(device),
         )
     else:
+        check_classes(labels, fitted_on)
         test = (None, None)
         if test_cache:
             test_ds, test_teacher_cache = opened(test_cache, "test")
