@@ -2,7 +2,9 @@
 
 - torch not importable at build time (e.g. an isolated `pip install .`): the extension is skipped with a
   warning and the ops run on the torch reference. Use `pip install --no-build-isolation -e .` to compile it.
-- CUDA kernels are compiled when torch has CUDA and nvcc is found (CUDA_HOME), or when FORCE_CUDA=1.
+- CUDA kernels are compiled when torch has CUDA and nvcc is found (CUDA_HOME), or when FORCE_CUDA=1. An nvcc of
+  another CUDA major than torch's (torch refuses to build with it) gives the CPU kernels only, with a warning
+  naming both; with FORCE_CUDA=1 it is an error.
   Architectures: TORCH_CUDA_ARCH_LIST (torch's convention, e.g. "8.0;9.0+PTX"), default "8.0;8.6;8.9;9.0+PTX";
   the flags and the parsing are in tools/build_flags.py, shared with CMakeLists.txt and the nvcc compile check.
 - A failed compile does not fail the install unless CROSSJEPA_STRICT_BUILD=1: the package then runs its ops
@@ -92,6 +94,29 @@ def load_build_flags():
     return module
 
 
+def nvcc_release(cuda_home):
+    """'13.0' from `CUDA_HOME/bin/nvcc --version`, or None when it does not run or says no release."""
+    try:
+        out = subprocess.run(
+            [os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+\.\d+)", out)
+    return found.group(1) if found else None
+
+
+def cuda_mismatch(torch, cuda_home):
+    """Why torch would refuse this nvcc (another CUDA major than torch's own), or ""."""
+    release = nvcc_release(cuda_home)
+    if release is None or release.split(".")[0] == torch.version.cuda.split(".")[0]:
+        return ""
+    return (
+        f"nvcc in {cuda_home} is CUDA {release}, torch {torch.__version__} was built with CUDA {torch.version.cuda} "
+        "(torch builds extensions only with the same CUDA major; set CUDA_HOME to such a toolkit)"
+    )
+
+
 def want_cuda(torch, cuda_home):
     present = [path for path in CUDA_SOURCES if os.path.exists(path)]
     if os.environ.get("FORCE_CUDA", "0") == "1":
@@ -99,11 +124,16 @@ def want_cuda(torch, cuda_home):
             raise RuntimeError("FORCE_CUDA=1 but the installed torch has no CUDA support (torch.version.cuda is None)")
         if cuda_home is None or len(present) != len(CUDA_SOURCES):
             raise RuntimeError("FORCE_CUDA=1 but nvcc (CUDA_HOME) or one of the csrc/*/*_cuda.cu files is missing")
+        if mismatch := cuda_mismatch(torch, cuda_home):
+            raise RuntimeError(f"FORCE_CUDA=1 but {mismatch}")
         return True
     if torch.version.cuda is None or cuda_home is None:
         return False
     if len(present) != len(CUDA_SOURCES):
         warn(f"building without CUDA: expected {', '.join(CUDA_SOURCES)}, found {', '.join(present) or 'none'}")
+        return False
+    if mismatch := cuda_mismatch(torch, cuda_home):
+        warn(f"building without CUDA: {mismatch}")
         return False
     return True
 
@@ -199,7 +229,7 @@ def extension_setup():
             **kwargs,
         )
     else:
-        print("crossjepa setup: building the CPU kernels only (no CUDA torch + nvcc, and FORCE_CUDA is not 1)")
+        print("crossjepa setup: building the CPU kernels only (no CUDA torch with a matching nvcc, FORCE_CUDA not 1)")
         ext = CppExtension(sources=sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)
     return [ext], {"build_ext": OptionalBuildExtension}
 

@@ -6,27 +6,30 @@
 #   bash benchmarks/gpu_session.sh --steps build,tests --limit tests=120   # a subset, a limit raised
 #
 # Sized for a short GPU lease (about 15 minutes with the machine's start and any retry, at most 10 minutes per
-# command): the default steps below have limits that sum to 470 s, plus at most 10 s of packing: 8 minutes,
-# leaving time for the start and a short rerun of a step. Each step runs under
-# `timeout` at its limit; a failed or timed-out step does not stop the next. Seen on an H200 (2026-12-04):
-# build 41 s, memcheck 6-16 s, the attention suite 44 s (mostly Triton compiling), profile 36-42 s at 20 steps,
-# the demo 50 s of pretraining before its probe.
+# command): the default steps below have limits that sum to 545 s, plus at most 10 s of packing: 9.3 minutes at
+# the very most (limits are caps: without a carried pointnet2_ops source the peers step takes seconds), leaving
+# time for the start. Each step runs under `timeout` at its limit; a failed or timed-out step does not stop the
+# next. Seen on an H200 (2026-12-04): build 41 s, memcheck 6-16 s, the attention suite 44 s (mostly Triton
+# compiling), profile 36-42 s at 20 steps, the demo 50 s of pretraining before its probe.
 #
 #   step             limit s  what                                                   without CUDA
 #   wheels                10  pip install --no-index .whl/*.whl into a scratch site  skipped when no .whl/
 #   env                   15  nvidia-smi, nvcc, compute-sanitizer, every installed package's version
 #   build                 60  crossjepa._C with CUDA for TORCH_CUDA_ARCH_LIST (9.0), in place        skipped
+#   peers                 60  the FPS peers that compile: pointnet2_ops from .peers/pointnet2_ops_lib (CUDA,
+#                             its hard-coded arch list patched to TORCH_CUDA_ARCH_LIST), torch-fps's C++
+#                             CPU kernels (on a CPU run; built at first use)       nothing to do: ok, says so
 #   tests                 75  the CUDA tests (pytest -k 'cuda or gpu or ops_backend', 5 files)     skipped
 #   sync                  30  the test that runs training steps under set_sync_debug_mode("error") skipped
 #   memcheck              20  compute-sanitizer memcheck over tools/sanitize_ops.py                skipped
-#   bench_ops             25  crossjepa bench --suite ops        \   each case's calls stop once they
+#   bench_ops             40  crossjepa bench --suite ops        \   each case's calls stop once they
 #   bench_attention       45  crossjepa bench --suite attention   |  have used --case-budget 2 s; the
 #   bench_loaders         25  crossjepa bench --suite loaders     |  rest is start-up, data preparation
 #   bench_train           30  crossjepa bench --suite train       |  and Triton compiling; no torch.compile
 #   bench_cache           30  crossjepa bench --suite cache      /   cases (they need --compile)
 #   profile               30  crossjepa profile, 10 steps (--quick: 2 steps of 2 objects)
 #   demo                  75  crossjepa demo --device cuda                          skipped with --quick
-#   total                470  (+ packing, at most 10 s)
+#   total                545  (+ packing, at most 10 s)
 #   racecheck             60  compute-sanitizer racecheck: only when --steps names it             skipped
 #
 # --quick: CI-sized bench suites and profile on whatever device there is, each limit x3 (a CPU, shared, is
@@ -47,20 +50,31 @@
 #
 # Wheels: a GPU machine without a package registry can still get a missing Python package (DIR/logs/env.log lists
 # every installed one) as wheels in .whl/ at the repository root, fetched beforehand on a machine with the index
-# (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl
+# (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl
 # NAME==VERSION`, one per package, with its missing dependencies) and copied with the checkout. The wheels step
 # installs them with --no-index --no-deps into a scratch folder put first on PYTHONPATH for the later steps;
 # wheels of torch, triton and nvidia-* are left out, so the machine's own CUDA torch stack is what runs.
+# Bring the ops suite's FPS peers (crossjepa/perf/peers.py) this way: torch-fps==0.6.0 (one pure-Python wheel,
+# torch_fps-0.6.0-py3-none-any.whl) and the CUDA build of torch-quickfps matching the machine's torch
+# (torch-quickfps-cu130==2.1.0 for a CUDA 13 torch, as on the lent H100/H200; -cu128 for CUDA 12). Without them
+# their rows say "not installed".
+#
+# pointnet2_ops is not on the package index: its users build it from source. Copy the pointnet2_ops_lib folder
+# of erikwijmans/Pointnet2_PyTorch to .peers/pointnet2_ops_lib (ignored by git; name .peers in the device
+# tool's carry) and the peers step builds it in a scratch copy, the way its users do: its setup.py and the
+# JIT fallback in pointnet2_utils.py hard-code TORCH_CUDA_ARCH_LIST="3.7+PTX;...;7.5", which CUDA 12+ cannot
+# compile (Pointnet2_PyTorch #190), so the assignment becomes a default and TORCH_CUDA_ARCH_LIST (9.0) wins.
+# The ops suite then times its FPS beside ours.
 #
 # Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), SANITIZER (compute-sanitizer on PATH,
 # else /usr/local/cuda/bin/compute-sanitizer).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-DEFAULT_STEPS=(wheels env build tests sync memcheck bench_ops bench_attention bench_loaders bench_train bench_cache
-  profile demo)
+DEFAULT_STEPS=(wheels env build peers tests sync memcheck bench_ops bench_attention bench_loaders bench_train
+  bench_cache profile demo)
 ALL_STEPS=("${DEFAULT_STEPS[@]}" racecheck)
-declare -A LIMIT=([wheels]=10 [env]=15 [build]=60 [tests]=75 [sync]=30 [memcheck]=20 [bench_ops]=25
+declare -A LIMIT=([wheels]=10 [env]=15 [build]=60 [peers]=60 [tests]=75 [sync]=30 [memcheck]=20 [bench_ops]=40
   [bench_attention]=45 [bench_loaders]=25 [bench_train]=30 [bench_cache]=30 [profile]=30 [demo]=75 [racecheck]=60)
 NEEDS_CUDA=" build tests sync memcheck racecheck "
 PACK_LIMIT_S=10
@@ -153,6 +167,32 @@ assert c.with_cuda(), "crossjepa._C has no CUDA kernels"
 print("backends on cuda:", {op: ops.backend(op, "cuda") for op in ("farthest_point_sample", "knn", "group")})'
 }
 
+step_peers() {
+  local src=.peers/pointnet2_ops_lib lib=$WORK/pointnet2_ops_lib did=0
+  if [ "$DEV" = cpu ]; then  # torch-fps builds its C++ CPU kernels at first use: here, not inside a timed suite
+    "$PY" -c 'from crossjepa.perf.peers import torch_fps
+peer = torch_fps(__import__("torch").device("cpu"))
+print("torch-fps on the CPU:", peer.backend, peer.note)' || return
+    did=1
+  fi
+  if [ -d "$src" ] && [ "$DEV" = cuda ]; then
+    cp -r "$src" "$lib" || return
+    grep -rlE --include='*.py' 'os\.environ\["TORCH_CUDA_ARCH_LIST"\] *=' "$lib" | while read -r file; do
+      sed -i -E 's/os\.environ\["TORCH_CUDA_ARCH_LIST"\] *= *(.*)$/os.environ.setdefault("TORCH_CUDA_ARCH_LIST", \1)/' "$file"
+      echo "patched the arch list of $file: $(grep -h 'TORCH_CUDA_ARCH_LIST' "$file" | head -n 1 | sed 's/^ *//')"
+    done
+    (cd "$lib" && TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} "$PY" setup.py build_ext \
+      --inplace) || return
+    PYTHONPATH="$lib:$PYTHONPATH" "$PY" -c 'import torch
+from pointnet2_ops import pointnet2_utils
+print("pointnet2_ops: built and importable")' || return
+    did=1
+  elif [ -d "$src" ]; then
+    echo "pointnet2_ops: source carried, but it builds CUDA kernels only (no CUDA here)"
+  fi
+  [ "$did" = 1 ] || echo "no peer to build here (no .peers/pointnet2_ops_lib; torch-fps's CPU build only on a CPU run)"
+}
+
 step_tests() {
   "$PY" -m pytest tests/test_ops_cuda.py tests/test_attention.py tests/test_ops_backend.py tests/test_render.py \
     tests/test_perf.py -k "cuda or gpu or ops_backend" -q -rs -p no:cacheprovider --durations=10
@@ -195,7 +235,7 @@ step_demo() {  # the demo's caches and checkpoints stay in the scratch folder; i
       -exec cp -t "$DIR/demo/" {} +
 }
 
-export -f step_wheels step_env step_build step_tests step_sync sanitize step_memcheck step_racecheck bench \
+export -f step_wheels step_env step_build step_peers step_tests step_sync sanitize step_memcheck step_racecheck bench \
   step_bench_ops step_bench_attention step_bench_loaders step_bench_train step_bench_cache step_profile step_demo
 
 skip_reason() {  # why STEP does not run here, or nothing
@@ -230,6 +270,9 @@ for name in "${ALL_STEPS[@]}"; do
   [ "$status" = ok ] || failed=1
   if [ "$name" = wheels ] && [ "$status" = ok ] && [ -d "$WORK/site" ]; then
     export PYTHONPATH="$WORK/site:$PYTHONPATH"  # the installed wheels, for every later step
+  fi
+  if [ "$name" = peers ] && [ "$status" = ok ] && [ -d "$WORK/pointnet2_ops_lib" ]; then
+    export PYTHONPATH="$WORK/pointnet2_ops_lib:$PYTHONPATH"  # the built pointnet2_ops, for every later step
   fi
   last=$(tr '\r' '\n' <"$DIR/logs/$name.log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-100)
   line "$name" "$status" "$((SECONDS - t0))" "$limit" "$last"

@@ -105,3 +105,40 @@ def test_strict_build_fails_on_the_same_error(broken_tree):
     assert res.returncode != 0
     assert ERROR_LINE in res.stdout + res.stderr
     assert not (tree / "crossjepa" / "_build_failure.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "nvcc, force, expected",
+    [
+        ("13.0", None, "building without CUDA: nvcc in {home} is CUDA 13.0, torch {torch} was built with CUDA 12.4"),
+        ("13.0", "1", "RuntimeError: FORCE_CUDA=1 but nvcc in {home} is CUDA 13.0"),
+        ("12.8", None, "building CUDA kernels for"),
+    ],
+)
+def test_an_nvcc_of_another_cuda_major_builds_the_cpu_kernels(broken_tree, tmp_path, nvcc, force, expected):
+    """A CUDA torch wheel (torch.version.cuda patched to 12.4 before cpp_extension reads it) beside a toolkit of
+    another major, which torch's cpp_extension refuses: the CPU kernels, with a warning naming both (an error
+    with FORCE_CUDA=1). An nvcc of the same major builds the CUDA kernels as before."""
+    tree, cxx = broken_tree
+    home = tmp_path / "cuda"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "nvcc").write_text(f'#!/bin/sh\necho "Cuda compilation tools, release {nvcc}, V{nvcc}.1"\n')
+    (home / "bin" / "nvcc").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CROSSJEPA_STRICT_BUILD", "FORCE_CUDA")}
+    env.update(CXX=str(cxx), MAX_JOBS="1", CUDA_HOME=str(home), **({"FORCE_CUDA": force} if force else {}))
+    code = (
+        "import runpy, sys, torch\n"
+        "torch.version.cuda, torch.cuda._is_compiled, torch.cuda.is_available = '12.4', lambda: True, lambda: False\n"
+        "sys.argv = ['setup.py', 'build_ext', '--inplace']; runpy.run_path('setup.py', run_name='__main__')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+    out = res.stdout + res.stderr
+    import torch
+
+    assert expected.format(home=home, torch=torch.__version__) in out, out[-3000:]
+    cpu_only = "building the CPU kernels only" in out
+    assert cpu_only == (nvcc == "13.0" and force is None)
+    if force:
+        assert res.returncode != 0

@@ -182,6 +182,19 @@ def test_probe_random_init_writes_report(tmp_path, capsys):
     assert "train split only" in report["protocol"]
 
 
+def test_probe_of_one_class_is_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "chair" / split).mkdir(parents=True)
+        for i in range(6):
+            np.savetxt(tmp_path / "chair" / split / f"{i}.xyz", rng.normal(size=(64, 3)))
+    out = tmp_path / "p.json"
+    argv = ["probe", "--data", str(tmp_path), "--random-init", "--preset", "tiny", "--out", str(out)]
+    line = _one_error_line(capsys, [*argv, "--folds", "2", "--device", "cpu"])
+    assert line.endswith("fitted on: expected labels of at least 2 classes for a probe, got only label 0"), line
+    assert not out.exists()
+
+
 def test_probe_teacher_cache_is_the_same_protocol_on_view_averaged_embeddings(tmp_path):
     from crossjepa.data import open_dataset
     from crossjepa.eval.probe import cross_validated_probe

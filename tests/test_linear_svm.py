@@ -48,7 +48,7 @@ def liblinear(embeddings):
 
 def fast_fit(train_x, train_y, c: float):
     x = torch.as_tensor(train_x, dtype=torch.float32)
-    folds = linear_svm.standardise(x, [torch.arange(len(x))], linear_svm.principal_axes(x))
+    folds = linear_svm.standardise(x, [torch.arange(len(x))])
     targets = linear_svm.one_vs_rest_targets(torch.as_tensor(train_y), 10)[None].float()
     warm = None
     for step in (1e-4, c):  # the probe's warm-started path
@@ -83,7 +83,7 @@ def test_binary_problems_fit_one_column_like_liblinear():
     targets = linear_svm.one_vs_rest_targets(torch.as_tensor(y), 2)
     assert targets.shape == (120, 1) and targets[:, 0].tolist() == [-1.0] * 60 + [1.0] * 60
     rows = torch.as_tensor(x, dtype=torch.float32)
-    folds = linear_svm.standardise(rows, [torch.arange(120)], linear_svm.principal_axes(rows))
+    folds = linear_svm.standardise(rows, [torch.arange(120)])
     fitted = linear_svm.fit(folds, targets[None], 0.1)
     scaled = StandardScaler().fit_transform(x)
     reference = LinearSVC(C=0.1, dual=False).fit(scaled, y)

@@ -12,7 +12,7 @@ from crossjepa.data.loaders import _ArrayHandle, epoch_order
 from crossjepa.data.transforms import AugmentConfig, augment, random_rotation, rotate_poses
 
 try:
-    import nvidia.dali  # noqa: F401  (the [dali] extra; CI installs it)
+    import nvidia.dali  # noqa: F401  (the dali-cuda13 extra; CI installs it)
 
     BACKENDS = ("torch", "device", "dali")
 except ImportError:

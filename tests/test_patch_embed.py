@@ -1,5 +1,6 @@
 """The channels-last patch embedding against the Conv1d one it replaced (crossjepa.perf.references): same
-parameters and init, same outputs, BatchNorm statistics and gradients, and old checkpoints load."""
+parameters and init, same outputs, BatchNorm statistics and gradients, and old checkpoints load (their
+optimizer state too)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crossjepa.models.tokenizer import PatchEmbed, PointLinear
 from crossjepa.ops import ReferenceFallbackWarning
 from crossjepa.perf.references import ConvPatchEmbed, conv_patch_embed, with_conv_patch_embed
 from crossjepa.train.checkpoint import load_pretrained, save_weights
+from crossjepa.train.optim import load_optimizer_state
 
 CFG = TokenizerConfig(num_points=128, num_groups=8, group_size=16, local_hidden=24, local_out=32, global_hidden=48)
 WIDTH = 40
@@ -141,3 +143,62 @@ def test_one_point_per_group_and_one_group():
         x = 0.1 * torch.randn(*shape)
         torch.testing.assert_close(new(x), old(x), rtol=2e-5, atol=2e-5)
         assert new(x).shape == (shape[0], shape[1], WIDTH)
+
+
+def _adamw_steps(module, opt, steps: int, seed: int) -> None:
+    for s in range(steps):
+        opt.zero_grad()
+        module(neighbourhoods(seed=seed + s)).square().mean().backward()
+        opt.step()
+
+
+def _old_optimizer_state(state: dict) -> dict:
+    """An AdamW state dict as a ConvPatchEmbed's optimizer writes it: moments of 2-d weights as (out, in, 1);
+    copies, as read from a file (state_dict() returns the optimizer's own tensors)."""
+    return {
+        "state": {
+            i: {k: (v.unsqueeze(-1) if v.ndim == 2 else v).clone() for k, v in s.items()}
+            for i, s in state["state"].items()
+        },
+        "param_groups": state["param_groups"],
+    }
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_old_optimizer_state_migrates_with_the_weights(foreach):
+    """A checkpoint of the Conv1d layout (weights and AdamW moments (out, in, 1)) resumes: the moments take their
+    parameter's shape (out, in) with the same values, and the next non-fused step (which checks sizes, unlike
+    the fused CPU one) is exactly the step of a run that never changed layout."""
+    torch.manual_seed(12)
+    run = PatchEmbed(CFG, WIDTH)
+    run_opt = torch.optim.AdamW(run.parameters(), lr=1e-2, fused=False, foreach=foreach)
+    _adamw_steps(run, run_opt, 2, seed=20)
+    weights, saved = old_layout(run.state_dict()), _old_optimizer_state(run_opt.state_dict())
+    assert saved["state"][0]["exp_avg"].shape == (CFG.local_hidden, 3, 1)
+
+    resumed = PatchEmbed(CFG, WIDTH)
+    resumed.load_state_dict(weights)
+    opt = torch.optim.AdamW(resumed.parameters(), lr=1e-2, fused=False, foreach=foreach)
+    load_optimizer_state(opt, saved)
+    for p, q in zip(resumed.parameters(), run.parameters()):
+        mine, theirs = opt.state[p], run_opt.state[q]
+        assert mine["step"] == theirs["step"] == 2
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert mine[key].shape == p.shape and mine[key].is_contiguous()
+            assert torch.equal(mine[key], theirs[key])
+
+    _adamw_steps(resumed, opt, 1, seed=30)
+    _adamw_steps(run, run_opt, 1, seed=30)
+    for (name, p), q in zip(resumed.named_parameters(), run.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_optimizer_state_of_another_model_is_refused():
+    torch.manual_seed(13)
+    new = PatchEmbed(CFG, WIDTH)
+    opt = torch.optim.AdamW(new.parameters(), fused=False)
+    _adamw_steps(new, opt, 1, seed=40)
+    saved = opt.state_dict()
+    saved["state"][0]["exp_avg"] = torch.zeros(CFG.local_hidden, 4)  # (24, 3) elsewhere
+    with pytest.raises(ValueError, match=r"optimizer state: parameter 0 of group 0 has exp_avg of shape \(24, 4\)"):
+        load_optimizer_state(torch.optim.AdamW(PatchEmbed(CFG, WIDTH).parameters(), fused=False), saved)

@@ -67,7 +67,9 @@ CPU_OPS_PAIRS = {
     ("fps", "crossjepa", "fpsample", 1, 5.0),
     ("knn", "crossjepa", "cdist+topk", 2, 3.0),
     ("group", "crossjepa", "cdist+topk+gather", 2, None),
+    ("fps+knn", "crossjepa", "ref FPS + cdist+topk", 2, None),
 }
+FPS_PEERS = ("torch-fps", "quickfps exact", "quickfps bucket")
 
 
 def spinning_children() -> set[int]:
@@ -120,6 +122,8 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
         "triton",
         "numpy",
         "fpsample",
+        "torch_fps",
+        "torch_quickfps",
         "python",
         "cpu",
         "torch_threads",
@@ -166,6 +170,49 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys, monkeypatch, one_th
     assert by_key[("attention fwd+bwd", "triton fused")]["note"] == "needs CUDA"
 
 
+def _quick_ops_rows(tmp_path) -> list[dict]:
+    from crossjepa.perf.suites import Settings, run_suite
+
+    return run_suite("ops", Settings(torch.device("cpu"), True, tmp_path))
+
+
+def test_fps_peers_run_on_the_same_inputs_and_return_our_indices(tmp_path, one_thread):
+    """torch-fps and torch-quickfps (the `peers` extra), when installed: a row each beside every FPS case, measured
+    on the same clouds and threads, each checked to return our indices; our row's speed-ups include them. The
+    fused FPS + kNN of torch-fps finds our centers and neighbours."""
+    pytest.importorskip("torch_fps")
+    pytest.importorskip("torch_quickfps")
+    rows = _quick_ops_rows(tmp_path)
+    fps = [r for r in rows if r["name"] == "fps"]
+    shapes = {r["shape"] for r in fps}
+    assert len(shapes) == 2
+    for shape in shapes:
+        by_impl = {r["impl"]: r for r in fps if r["shape"] == shape}
+        assert set(FPS_PEERS) <= set(by_impl)
+        for peer in FPS_PEERS:
+            row = by_impl[peer]
+            assert row["median_ms"] > 0 and row["agrees"] is True and row["threads"] == by_impl["crossjepa"]["threads"]
+        assert set(FPS_PEERS) <= set(by_impl["crossjepa"]["ratios"])
+    fused = next(r for r in rows if r["name"] == "fps+knn" and r["impl"] == "torch-fps fused")
+    assert fused["median_ms"] > 0 and fused["agrees"] is True and "torch-fps" in fused["backend"]
+    _assert_ratios_and_throughputs_agree_with_the_medians(rows)
+
+
+def test_a_missing_peer_gets_a_row_that_says_so(tmp_path, monkeypatch, one_thread):
+    for module in ("torch_fps", "torch_quickfps"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    rows = _quick_ops_rows(tmp_path)
+    missing = [r for r in rows if r["impl"] in (*FPS_PEERS, "torch-fps fused")]
+    assert len(missing) == 2 * len(FPS_PEERS) + 1
+    for row in missing:
+        assert row["median_ms"] is None and row["agrees"] is None
+        assert row["note"].endswith("not installed (pip install 'crossjepa[peers]')"), row
+    ours = [r for r in rows if r["impl"] == "crossjepa" and r["name"] in ("fps", "fps+knn")]
+    assert all(r["median_ms"] > 0 and r["agrees"] for r in ours)
+    assert all(not set(r["ratios"]) & {*FPS_PEERS, "torch-fps fused"} for r in ours)
+    assert "not measured: torch-fps not installed" in format_table(rows)
+
+
 def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     out = tmp_path / "results"
     run = subprocess.run(
@@ -193,8 +240,11 @@ def test_pytest_benchmark_files_write_the_same_schema(tmp_path):
     assert set(result) == RESULT_KEYS and result["schema"] == perf_bench.SCHEMA
     assert result["runner"] == "pytest-benchmark" and result["complete"] and result["suites"] == ["ops"]
     rows = result["rows"]
-    assert all(set(r) == ROW_KEYS for r in rows) and all(r["repeats"] == 2 for r in rows)
-    assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
+    assert all(set(r) == ROW_KEYS for r in rows)
+    measured = [r for r in rows if r["median_ms"] is not None]
+    assert all(r["repeats"] == 2 and r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in measured)
+    # What did not run is a peer this environment lacks (the peers extra), and its row says so.
+    assert all("not installed" in r["note"] for r in rows if r["median_ms"] is None)
     assert {
         (r["name"], r["impl"], r["ratio_vs"], r["threads"], r["target"]) for r in rows if r["ratio_vs"]
     } == CPU_OPS_PAIRS

@@ -232,6 +232,55 @@ def _config(cache_dir, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def _to_conv1d_layout(checkpoint: Path) -> None:
+    """Rewrite a checkpoint as one written before the channels-last patch embedding: its 2-d patch-embedding
+    weights, and their AdamW moments, with a trailing kernel dimension (Conv1d(k=1): (out, in, 1))."""
+    from safetensors.torch import save_file
+
+    weights = _weights(checkpoint)
+    old = {k for k, v in weights.items() if ".tokenizer.embed." in k and v.ndim == 2}
+    assert old, "no patch-embedding weight in the checkpoint"
+    save_file({k: v.unsqueeze(-1) if k in old else v for k, v in weights.items()}, checkpoint / "model.safetensors")
+    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    moments = 0
+    for slot in state["optimizer"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            if slot[key].ndim == 2 and any(slot[key].shape == weights[k].shape for k in old):
+                slot[key], moments = slot[key].unsqueeze(-1), moments + 1
+    assert moments >= 2 * len(old)
+    torch.save(state, checkpoint / "state.pt")
+
+
+def test_an_old_layout_checkpoint_resumes_with_a_non_fused_optimizer(cache_dir, tmp_path, monkeypatch, one_thread):
+    """The resume of a checkpoint from before the channels-last patch embedding, with the optimizer that checks
+    sizes (non-fused AdamW; fused CUDA AdamW checks them too): it runs, and ends where the uninterrupted run of
+    the same optimizer ends."""
+    import shutil
+
+    from crossjepa.train.pretrain import pretrain
+
+    real_adamw = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **kw: real_adamw(*a, **{**kw, "fused": False}))
+    reference = pretrain(_config(cache_dir, tmp_path / "reference", max_steps=4), progress=False)
+
+    out = tmp_path / "old"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "reference" / "checkpoints" / "step_00000002", out / "checkpoints" / "step_00000002")
+    (out / "checkpoints" / "latest").write_text("step_00000002\n")
+    _to_conv1d_layout(out / "checkpoints" / "step_00000002")
+    resumed = pretrain(_config(cache_dir, out, max_steps=4), resume=True, progress=False)
+
+    a, b = load_file(str(reference)), load_file(str(resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    mine, theirs = (
+        torch.load(run / "checkpoints" / "step_00000004" / "state.pt", weights_only=False)["optimizer"]["state"]
+        for run in (out, tmp_path / "reference")
+    )
+    assert mine.keys() == theirs.keys()
+    for i in mine:  # the moments, in their parameters' shapes, are the uninterrupted run's
+        assert all(torch.equal(mine[i][k], theirs[i][k]) for k in ("step", "exp_avg", "exp_avg_sq")), i
+
+
 @pytest.mark.parametrize("what", ["loss", "gradient"])
 def test_nonfinite_step_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path, monkeypatch, one_thread, what):
     from crossjepa.train.pretrain import pretrain

@@ -108,6 +108,41 @@ def test_bad_probe_inputs():
         cross_validated_probe(x, y, seeds=(), folds=2, Cs=CS)
 
 
+def test_one_class_is_refused_with_one_line():
+    """One class leaves nothing to separate: sklearn raises; the fast solver used to fit one all-positive column
+    that `predict` read as binary, and report 0 %."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 6))
+    one, two = np.full(12, 3), np.arange(12) % 2
+    message = r"expected labels of at least 2 classes for a probe, got only label 3$"
+    with pytest.raises(ValueError, match="^train_y: " + message):
+        linear_probe(x, one, x, one, folds=2, Cs=CS)
+    with pytest.raises(ValueError, match="^y: " + message):
+        cross_validated_probe(x, one, folds=2, Cs=CS)
+    with pytest.raises(ValueError, match="^y: " + message):
+        probe_module.select_C(x, one, CS, folds=2)
+    for solver in probe_module.SOLVERS:  # a test split of one class is fine: it is only scored
+        assert linear_probe(x, two, x[:4], np.zeros(4, int), folds=2, Cs=CS, solver=solver, seeds=(0,))["C"]
+
+
+def test_each_folds_basis_comes_from_its_training_rows_only():
+    """The rows held out of a CV fold (its validation rows) shape nothing of that fold's fit: not the
+    standardisation, not the principal axes, not the weights."""
+    rng = np.random.default_rng(6)
+    x, y = blobs(rng, 10, classes=3, dim=5, spread=1.0)
+    train = np.arange(0, len(x), 2)
+    changed = x.copy()
+    changed[1::2] = rng.normal(size=changed[1::2].shape) * 10  # every row outside the fold
+    fits = []
+    for features in (x, changed):
+        folds, path = probe_module._Problem(features, y, torch.device("cpu")).path([train], CS)
+        fits.append((folds, path[-1].weights))
+    (a, wa), (b, wb) = fits
+    for name in ("rows", "mean", "scale", "rotation"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(wa, wb)
+
+
 class Clouds:
     """A tiny labelled dataset of clouds with differing point counts (like real data)."""
 

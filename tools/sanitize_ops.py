@@ -7,7 +7,8 @@
 (No caching allocator under memcheck: every tensor is its own allocation, so an access past its end is caught.)
 Each path is forced in turn (CROSSJEPA_FPS_PATH = warp | block | global, CROSSJEPA_KNN_PATH = register | sort |
 select; group runs under every kNN path) over float32/float16/bfloat16 with ragged lengths, N = 1, N not a
-multiple of 32, duplicate points, k = N and non-contiguous inputs. The device is synchronised after every call
+multiple of 32, duplicate points, k = N, non-contiguous inputs and query counts that give the register path
+blocks of 1, 2, 3 and 4 warps. The device is synchronised after every call
 and the result compared with the CPU torch reference. Prints one line per op; exit status 1 on a mismatch.
 Without CUDA (or with --device cpu) the same cases run once on the CPU kernels, which checks this script.
 """
@@ -35,6 +36,14 @@ KNN_CASES = [
     (1, 9, 700, 700),
     (1, 3, 5000, 40),
     (1, 2, 4500, 4100),
+    # The register path's blocks (csrc/knn/register_blocks.h) on a 132-SM GPU: 3 warps split to 1 (also with a
+    # last block partly filled), 4 warps split to 1, and blocks of 3, 2 and 4 warps where the grid fills the SMs.
+    (1, 96, 300, 16),
+    (2, 80, 500, 8),
+    (1, 128, 200, 32),
+    (140, 96, 40, 4),
+    (100, 128, 40, 8),
+    (140, 128, 40, 8),
 ]  # (B, M queries, N, k)
 GROUP_CASES = [(2, 5, 1, 1), (2, 16, 1000, 32), (1, 8, 300, 300)]  # (B, M centers, N, k)
 

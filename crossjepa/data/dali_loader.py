@@ -28,8 +28,8 @@ def _import_dali():
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
     except ImportError as e:
         raise ImportError(
-            "backend 'dali' needs NVIDIA DALI: pip install the nvidia-dali-cuda120 (or -cuda130) "
-            f"wheel matching your CUDA, or crossjepa[dali] ({e})"
+            "backend 'dali' needs NVIDIA DALI for torch's CUDA major: pip install 'crossjepa[dali-cuda12]' "
+            f"or 'crossjepa[dali-cuda13]' (nvidia-dali-cuda120 / -cuda130) ({e})"
         ) from None
     return dali, fn, types, feed_ndarray, to_torch_type
 

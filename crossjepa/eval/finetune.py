@@ -22,7 +22,7 @@ from ..atomic import write_text
 from ..data import make_loader
 from ..data.transforms import AugmentConfig
 from ..train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..train.optim import build_optimizer
+from ..train.optim import build_optimizer, load_optimizer_state
 from .classifier import PointClassifier, layerwise_groups
 from .config import ClassifierTraining
 
@@ -150,7 +150,7 @@ def fit(
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt, model)
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         epoch, history, best = state["epoch"], state["history"], state["best"]

@@ -8,9 +8,9 @@ with the intercept as the weight of a constant feature 1 (`intercept_scaling=1`)
 every other weight. It is solved by a truncated Newton method (Newton-CG with an Armijo line search, the
 method of liblinear's TRON without the trust region) for every (fold, class) column of one C together:
 Hessian-vector products are two batched matrix products X^T (D * (X V)). What makes it fast:
-- each fold's features are standardised once (statistics of its training rows only) and turned to the
-  principal axes of the training split; a rotation leaves the objective and its minimiser unchanged, and in
-  that basis the diagonal of the Hessian is a good preconditioner for the conjugate-gradient steps;
+- each fold's features are standardised once and turned to their principal axes, both from that fold's
+  training rows only; a rotation leaves the objective and its minimiser unchanged, and in that basis the
+  diagonal of the Hessian is a good preconditioner for the conjugate-gradient steps;
 - at large C, where few rows stay inside the margin, and whenever there are no more rows than features, exact
   Newton steps on the active set (a system the size of that set, from the Gram matrix) replace the conjugate
   gradients that would crawl there;
@@ -70,21 +70,15 @@ def _standardised(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     return (part - mean) / scale, mean, scale
 
 
-def principal_axes(x: torch.Tensor) -> torch.Tensor:
-    """(d, d) orthogonal matrix of the principal axes of `x` standardised: the basis the solver works in. Any
-    orthogonal basis leaves the objective and its minimiser unchanged; this one makes the preconditioner good,
-    and the axes of a whole training split serve each of its folds nearly as well as the fold's own."""
-    z, _, _ = _standardised(x)
-    return torch.linalg.eigh(z.T @ z)[1]
-
-
-def standardise(x: torch.Tensor, train_rows: list[torch.Tensor], rotation: torch.Tensor) -> Folds:
+def standardise(x: torch.Tensor, train_rows: list[torch.Tensor]) -> Folds:
     """One `Folds` batch from the rows of `x` (N, d) indexed by each element of `train_rows`: each part
-    standardised with its own statistics, then turned by `rotation` (`principal_axes`)."""
+    standardised with its own statistics and turned to its own principal axes (the eigenvectors of its
+    standardised Gram matrix), so nothing outside a fold's training rows shapes its basis."""
     n = max(len(r) for r in train_rows)
-    batch, masks, means, scales = [], [], [], []
+    batch, masks, means, scales, rotations = [], [], [], [], []
     for r in train_rows:
         z, mean, scale = _standardised(x[r])
+        rotation = torch.linalg.eigh(z.T @ z)[1]
         z = torch.cat([z @ rotation, torch.ones(len(z), 1, dtype=x.dtype, device=x.device)], 1)
         pad = n - len(z)
         batch.append(torch.nn.functional.pad(z, (0, 0, 0, pad)))
@@ -98,12 +92,9 @@ def standardise(x: torch.Tensor, train_rows: list[torch.Tensor], rotation: torch
         )
         means.append(mean)
         scales.append(scale)
+        rotations.append(rotation)
     return Folds(
-        torch.stack(batch),
-        torch.stack(masks),
-        torch.stack(means),
-        torch.stack(scales),
-        rotation.expand(len(train_rows), -1, -1),
+        torch.stack(batch), torch.stack(masks), torch.stack(means), torch.stack(scales), torch.stack(rotations)
     )
 
 

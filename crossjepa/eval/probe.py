@@ -1,8 +1,9 @@
 """Linear probe: a linear SVM on standardised encoder features.
 
 C is always chosen by stratified k-fold cross-validation on training data only (`select_C`); test data is
-used exactly once per seed, to score the refitted classifier. Standardisation statistics come from each fit's
-own training rows, so no statistic of held-out data leaks into the fit either.
+used exactly once per seed, to score the refitted classifier. Standardisation statistics (and the principal axes
+the fast solver works in) come from each fit's own training rows, so no statistic of held-out data leaks into
+the fit either. A probe needs labels of at least two classes: fewer is refused (ValueError).
 
 Two solvers of one objective, scikit-learn's `LinearSVC(dual=False)` primal (squared hinge, L2, one-vs-rest,
 regularised intercept): "fast" (the default, `linear_svm`: every fold, class and C of a CV in one batched
@@ -45,6 +46,14 @@ def _check(x, y, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def check_classes(y: np.ndarray, yname: str) -> None:
+    """ValueError unless `y` holds labels of at least two classes (one class leaves nothing to separate)."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        found = f"only label {classes[0].item()!r}" if len(classes) else "no labels"
+        raise ValueError(f"{yname}: expected labels of at least 2 classes for a probe, got {found}")
+
+
 def _check_folds(folds, y: np.ndarray) -> None:
     smallest = min(Counter(y.tolist()).values())
     check_int("folds", folds, 2, smallest, why=f"the smallest class in the data being split has {smallest} samples")
@@ -81,7 +90,7 @@ class _Problem:
     def path(self, train_rows: list[np.ndarray], Cs):
         """Fit every C in increasing order (warm starts) on each fold's training rows -> (folds, [Fit per C])."""
         index = [torch.as_tensor(r, device=self.x.device) for r in train_rows]
-        folds = linear_svm.standardise(self.x, index, linear_svm.principal_axes(self.x))
+        folds = linear_svm.standardise(self.x, index)
         targets = torch.stack(
             [
                 torch.nn.functional.pad(
@@ -118,6 +127,7 @@ def select_C(
     number of unconverged fits).
 
     Called with training data only; the tests check that no test row ever reaches it."""
+    check_classes(y, "y")
     _check_folds(folds, y)
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
     cs = sorted(Cs)
@@ -193,6 +203,7 @@ def linear_probe(
     (every fit converged), "unconverged_fits"}. Accuracies are fractions in [0, 1]."""
     device = device if device is not None else _device(train_x, test_x)
     train_x, train_y = _check(train_x, train_y, "train_x", "train_y")
+    check_classes(train_y, "train_y")
     test_x, test_y = _check(test_x, test_y, "test_x", "test_y")
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"test_x: expected {train_x.shape[1]} features like train_x, got {test_x.shape[1]}")
@@ -219,6 +230,7 @@ def cross_validated_probe(
     "cv_accuracy" the mean inner CV accuracy, and "C_per_fold" lists every choice."""
     device = device if device is not None else _device(x)
     x, y = _check(x, y, "x", "y")
+    check_classes(y, "y")
     _check_folds(folds, y)
     _check_solver(solver)
     per_seed, cs, cv, per_fold, unconverged = [], [], [], [], 0

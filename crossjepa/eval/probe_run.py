@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .probe import probe_encoder
+from .probe import check_classes, probe_encoder
 
 
 def protocol(folds: int, seeds: int, has_test: bool, unseen: dict | None = None, solver: str = "fast") -> str:
@@ -75,6 +75,7 @@ def probe_checkpoint(cfg, progress: bool = True) -> dict:
         train_set, test_set = Subset(train_ds, rest), Subset(train_ds, held)
     else:
         train_set, test_set = train_ds, open_test_split(cfg.data)
+    check_classes(contract.dataset_labels(train_set), f"--data {cfg.data}: the objects the probe is fitted on")
     seeds = tuple(range(cfg.seeds))
     options = {"folds": cfg.folds, "num_points": cfg.num_points, "solver": cfg.solver}
     report = probe_encoder(model, train_set, test_set, seeds=seeds, progress=progress, **options)
@@ -111,15 +112,18 @@ def probe_teacher_cache(cfg) -> dict:
     labels, carved, train_objects = dataset_labels(train_ds), None, len(train_ds)
     options = {"seeds": tuple(range(cfg.seeds)), "folds": cfg.folds, "solver": cfg.solver}
     options["device"] = resolve_device(cfg.device)
+    fitted_on = f"--data {cfg.data}: the objects the probe is fitted on"
     if cfg.unseen:
         rest, held, carved = carve(train_ds, cfg.unseen)
         train_objects = len(rest)
+        check_classes(labels[rest], fitted_on)
 
         def rows(ids):  # probe_teacher reads only the embeddings of the cache it is given
             return SimpleNamespace(embeddings=np.asarray(train_cache.embeddings[ids]))
 
         report = probe_teacher(rows(rest), labels[rest], rows(held), labels[held], **options)
     else:
+        check_classes(labels, fitted_on)
         test = (None, None)
         if cfg.test_cache:
             test_ds, test_teacher_cache = opened(cfg.test_cache, "test")

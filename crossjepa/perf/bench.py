@@ -45,7 +45,7 @@ def _verdict(r: dict) -> str:
     if r.get("meets_target") is not None:
         ratio += f" (target {r['target']:g}x {'met' if r['meets_target'] else 'NOT met'})"
     if r.get("agrees") is False:
-        ratio += f" DISAGREES with {r['ratio_vs']}"
+        ratio += f" DISAGREES with {r['ratio_vs'] or 'crossjepa'}"  # a peer's row is checked against ours
     return ratio
 
 

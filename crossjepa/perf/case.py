@@ -25,7 +25,7 @@ class Case:
     repeats: tuple[int, int] | None = None  # (warmup, repeats) when not the suite's default
     threads: int | None = None  # torch/OpenMP threads while timed; None: the process's setting
     target: float | None = None  # the speed-up over references[0] this implementation is built to reach
-    check: Callable[[], bool] | None = None  # untimed: does the result agree with references[0]'s
+    check: Callable[[], bool] | None = None  # untimed: does the result agree with references[0]'s (or ours)
 
 
 @dataclass

@@ -21,6 +21,9 @@ def threading_env() -> dict:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(THREADING_PREFIXES)}
 
 
+QUICKFPS_BUILDS = ("torch-quickfps", "torch-quickfps-cu130", "torch-quickfps-cu128")
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -99,6 +102,11 @@ def environment(device: str | torch.device = "cpu") -> dict:
             "triton": _version("triton"),
             "numpy": _version("numpy"),
             "fpsample": _version("fpsample"),
+            "torch_fps": _version("torch-fps"),
+            "torch_quickfps": next(  # one import name, a distribution per build (CPU, cu128, cu130)
+                (f"{v} ({name})" for name in QUICKFPS_BUILDS if (v := _version(name)) != "not installed"),
+                "not installed",
+            ),
             "timm": _version("timm"),
             "threading_env": threading_env(),
             "git": git_commit(),

@@ -6,10 +6,17 @@ CPU (thread counts fixed per comparison, so a run under load compares like with 
   fps 1x8192->1024, 1 thread: crossjepa vs fpsample.fps_sampling                      (target 5x)
   knn 32 clouds x 64 queries over 1024 points, k=32, 2 threads: crossjepa vs cdist+topk  (target 3x)
   group, same shape: crossjepa vs cdist+topk+gather
-FPS is exact: its check is that the indices equal fpsample's from the same start index. kNN and group check
-the distances against the peer's (cdist may pick another of two equidistant neighbours).
-CUDA: FPS vs pointnet2_ops (when importable; target 3x) and the torch reference; group (fp32, bf16) vs
-cdist+topk+gather (target 3x) and the torch reference.
+  fps+knn 32x1024 -> 64 centers, k=32 (the tokenizer's sampling and grouping): crossjepa's FPS then kNN vs the
+  reference FPS then cdist+topk, and torch-fps's fused FPS + kNN
+Every FPS row also has the FPS packages users install (crossjepa.perf.peers: torch-fps, torch-quickfps exact and
+bucket), on the same inputs and thread count; a peer that is not installed gets a row that says so. FPS is
+exact: our row checks that the indices equal fpsample's from the same start index, and each peer's row that its
+indices equal ours. kNN and group check the distances against the peer's (cdist may pick another of two
+equidistant neighbours).
+CUDA: FPS vs pointnet2_ops (when importable; target 3x), torch-fps (Triton), torch-quickfps (with its CUDA
+wheel) and the torch reference; fps+knn vs torch-fps's fused Triton kernel, at the tokenizer's shape and at
+torch-fps's published one (B=128 N=1000 -> 128, k=8); group (fp32, bf16) vs cdist+topk+gather (target 3x) and
+the torch reference.
 Attention, fwd+bwd at the model's shapes (encoder with and without a key-padding mask, predictor): the Triton
 kernel (target 1.2x SDPA; also at the warp counts num_warps did not pick) and the dispatcher vs torch SDPA with
 its own backend choice and each backend forced. On the CPU the SDPA rows run and the Triton rows say why not.
@@ -27,6 +34,7 @@ from .. import ops
 from . import references as refs
 from .case import Case, Settings, returning
 from .inputs import cloud, query_clouds
+from .peers import Peer, fps_peers, torch_fps_with_knn
 
 
 def _fpsample():
@@ -37,18 +45,40 @@ def _fpsample():
     return fpsample
 
 
-def _fps_cases(fpsample, b, n, m, threads, target, seed) -> Iterator[Case]:
+def _peer_cases(name, shape, items, peers: list[Peer], call, ours, threads=None) -> Iterator[Case]:
+    """One row per peer: `call(peer)` runs it on the case's inputs; its check: the same indices as `ours()`."""
+    for peer in peers:
+        run = None if peer.fn is None else (lambda peer=peer: call(peer))
+        yield Case(
+            name,
+            peer.impl,
+            shape,
+            peer.backend,
+            items,
+            "clouds/s",
+            None if run is None else returning(run),
+            threads=threads,
+            note=peer.note,
+            optional=True,  # a peer that fails here is a note on its row, not the end of the suite
+            check=None if run is None else (lambda run=run: torch.equal(run().long().cpu(), ours().cpu())),
+        )
+
+
+def _fps_cases(fpsample, peers, b, n, m, threads, target, seed) -> Iterator[Case]:
     points = cloud(b, n, seed)
     arrays = list(points.numpy())
     peer = "fpsample loop" if b > 1 else "fpsample"
     shape = f"B={b} N={n} M={m}, {threads} thread{'s' * (threads > 1)}"
 
+    def ours():
+        return ops.farthest_point_sample(points, m, 0)
+
     def peer_fn():
         return [fpsample.fps_sampling(a, m, start_idx=0) for a in arrays]
 
     def same_indices():
-        ours = ops.farthest_point_sample(points, m, 0).numpy()
-        return all((ours[i] == idx).all() for i, idx in enumerate(peer_fn()))
+        mine = ours().numpy()
+        return all((mine[i] == idx).all() for i, idx in enumerate(peer_fn()))
 
     yield Case(
         "fps",
@@ -57,8 +87,8 @@ def _fps_cases(fpsample, b, n, m, threads, target, seed) -> Iterator[Case]:
         ops.backend("farthest_point_sample", "cpu"),
         b,
         "clouds/s",
-        returning(lambda: ops.farthest_point_sample(points, m, 0)),
-        (peer,),
+        returning(ours),
+        (peer, *(p.impl for p in peers)),
         threads=threads,
         target=target,
         check=None if fpsample is None else same_indices,
@@ -74,6 +104,65 @@ def _fps_cases(fpsample, b, n, m, threads, target, seed) -> Iterator[Case]:
         threads=threads,
         note="" if fpsample is not None else "fpsample not installed",
     )
+    yield from _peer_cases("fps", shape, b, peers, lambda p: p.fn(points, m), ours, threads)
+
+
+def _fps_knn_cases(b, n, m, k, device, threads=None) -> Iterator[Case]:
+    """The tokenizer's sampling and grouping: crossjepa's FPS then kNN of the centers, vs the plain-torch way (the
+    reference FPS, then cdist + topk) and torch-fps's fused FPS + kNN. Checks: the same centers, and neighbours
+    at the same distances (two equidistant neighbours may come in either order)."""
+    points = cloud(b, n, seed=4).to(device)
+    shape = f"B={b} N={n} M={m} k={k}" + (f", {threads} thread{'s' * (threads > 1)}" if threads else " fp32")
+    plain = "ref FPS + cdist+topk"
+    fused = torch_fps_with_knn(torch.device(device))
+
+    def ours():
+        idx = ops.farthest_point_sample(points, m, 0, check_finite=False)
+        return idx, ops.knn(_gather(points, idx), points, k, check_finite=False)[1]
+
+    def reference():
+        idx = ops.farthest_point_sample_reference(points, m, check_finite=False)
+        return idx, refs.cdist_knn(_gather(points, idx), points, k)[1]
+
+    def same(theirs) -> bool:
+        (idx, nbr), (their_idx, their_nbr) = ours(), theirs()
+        centers = _gather(points, idx)[:, :, None]
+        dist = [
+            (_gather(points, n.long().flatten(1)).view(b, m, k, 3) - centers).square().sum(-1) for n in (nbr, their_nbr)
+        ]
+        return torch.equal(their_idx.long(), idx) and _close(*dist)
+
+    yield Case(
+        "fps+knn",
+        "crossjepa",
+        shape,
+        ops.backend("knn", device),
+        b,
+        "clouds/s",
+        returning(ours),
+        (plain, fused.impl),
+        threads=threads,
+        check=lambda: same(reference),
+    )
+    yield Case("fps+knn", plain, shape, "torch", b, "clouds/s", returning(reference), threads=threads)
+    yield Case(
+        "fps+knn",
+        fused.impl,
+        shape,
+        fused.backend,
+        b,
+        "clouds/s",
+        None if fused.fn is None else returning(lambda: fused.fn(points, m, k)),
+        threads=threads,
+        note=fused.note,
+        optional=True,
+        check=None if fused.fn is None else (lambda: same(lambda: fused.fn(points, m, k))),
+    )
+
+
+def _gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """points (B, N, 3) at idx (B, M) -> (B, M, 3)."""
+    return points.gather(1, idx[..., None].expand(-1, -1, 3))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -83,14 +172,15 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def cpu_ops_cases(s: Settings) -> Iterator[Case]:
-    fpsample = _fpsample()
+    fpsample, peers = _fpsample(), fps_peers(torch.device("cpu"))
     fps_batch, fps_one, (b, m, n, k) = (
         ((4, 256, 16), (1, 2048, 128), (4, 16, 256, 8))
         if s.quick
         else ((32, 1024, 64), (1, 8192, 1024), (32, 64, 1024, 32))
     )
-    yield from _fps_cases(fpsample, *fps_batch, threads=2, target=2.0, seed=1)
-    yield from _fps_cases(fpsample, *fps_one, threads=1, target=5.0, seed=0)
+    yield from _fps_cases(fpsample, peers, *fps_batch, threads=2, target=2.0, seed=1)
+    yield from _fps_cases(fpsample, peers, *fps_one, threads=1, target=5.0, seed=0)
+    yield from _fps_knn_cases(b, n, m, k, "cpu", threads=2)
 
     queries, points = query_clouds(b, m, n, seed=2)
     shape = f"B={b} M={m} N={n} k={k}, 2 threads"
@@ -149,10 +239,15 @@ def cuda_ops_cases(s: Settings) -> Iterator[Case]:
     dev = s.device
     fps_shapes = [(2, 256, 16)] if s.quick else [(128, 1024, 64), (32, 8192, 1024), (1, 200_000, 4096)]
     pn2, why = refs.pointnet2_fps()
+    peers = fps_peers(dev)
     for b, n, m in fps_shapes:
         points = cloud(b, n, seed=n).to(dev)
         shape = f"B={b} N={n} M={m} fp32"
         expected = ops.farthest_point_sample_reference(points, m, check_finite=False)
+
+        def ours(p=points, m=m):
+            return ops.farthest_point_sample(p, m, check_finite=False)
+
         yield Case(
             "fps",
             "crossjepa",
@@ -160,11 +255,12 @@ def cuda_ops_cases(s: Settings) -> Iterator[Case]:
             ops.backend("farthest_point_sample", dev),
             b,
             "clouds/s",
-            returning(lambda p=points, m=m: ops.farthest_point_sample(p, m, check_finite=False)),
-            ("pointnet2_ops", "torch reference"),
+            returning(ours),
+            ("pointnet2_ops", *(p.impl for p in peers), "torch reference"),
             target=3.0,
-            check=lambda p=points, m=m, e=expected: torch.equal(ops.farthest_point_sample(p, m, check_finite=False), e),
+            check=lambda ours=ours, e=expected: torch.equal(ours(), e),
         )
+        yield from _peer_cases("fps", shape, b, peers, lambda peer, p=points, m=m: peer.fn(p, m), ours)
         yield Case(
             "fps",
             "torch reference",
@@ -184,6 +280,9 @@ def cuda_ops_cases(s: Settings) -> Iterator[Case]:
             None if pn2 is None else returning(lambda p=points, m=m: pn2(p, m)),
             note=why,
         )
+
+    for b, n, m, k in [(2, 256, 16, 8)] if s.quick else [(128, 1024, 64, 32), (128, 1000, 128, 8)]:
+        yield from _fps_knn_cases(b, n, m, k, dev)
 
     b, m, n, k = (2, 16, 256, 8) if s.quick else (128, 64, 1024, 32)
     for dtype in (torch.float32, torch.bfloat16):

@@ -348,8 +348,8 @@ def cache_cases(s: Settings) -> Iterator[Case]:
         size, objects, views, points = 64, 2, 2, 512
     else:  # ModelNet40's clouds (1,024 points) at the teacher's own resolution, the recipe's 4 views
         size, views, points = 224, 4, 1024
-        objects = 256 if s.cuda else 16
-    per_call = 16 if s.cuda else 4  # objects per teacher batch: 64 images on a CPU, as the CLI's default
+        objects = 256 if s.cuda else 32
+    per_call = max(1, (256 if s.cuda else 64) // views)  # objects per teacher batch: the CLI's 64 images on a CPU
     # Shapes generated once, held in memory: the timed build reads clouds as it would from a packed dataset.
     shapes = SyntheticShapes(objects, num_points=points)
     dataset = _Clouds(torch.stack([shapes[i]["points"] for i in range(objects)]))

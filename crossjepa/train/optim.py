@@ -44,3 +44,26 @@ def build_optimizer(
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """`optimizer.load_state_dict(state_dict)`, then every per-parameter state tensor (AdamW's moments) given
+    its parameter's shape. A checkpoint written before a layer changed layout (the patch embedding's Conv1d
+    weights (out, in, 1), now (out, in): the load hook in models/tokenizer.py reshapes the weights) resumes with
+    moments that match their parameters, which every optimizer step except the fused CPU one requires. Scalars
+    (the step count) are left as they are. ValueError when a state tensor's size differs from its parameter's:
+    the state belongs to another model."""
+    optimizer.load_state_dict(state_dict)
+    for g, group in enumerate(optimizer.param_groups):
+        for i, param in enumerate(group["params"]):
+            state = optimizer.state.get(param, {})
+            for key in list(state):
+                value = state[key]
+                if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape == param.shape:
+                    continue
+                if value.numel() != param.numel():
+                    raise ValueError(
+                        f"optimizer state: parameter {i} of group {g} has {key} of shape {tuple(value.shape)}, "
+                        f"expected {param.numel()} elements like the parameter {tuple(param.shape)}"
+                    )
+                state[key] = value.reshape(param.shape).contiguous()

@@ -33,7 +33,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_chec
 from .config import TrainConfig
 from .distributed import DistInfo, barrier, close_distributed, init_distributed, rank_device
 from .heldout import heldout_scores, split_heldout
-from .optim import build_optimizer
+from .optim import build_optimizer, load_optimizer_state
 from .plots import plot_loss_curve
 from .step import TrainStep
 
@@ -128,7 +128,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
     if ckpt is not None:
         state = load_checkpoint(ckpt, model)
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step = state["step"]

@@ -4,7 +4,8 @@
 // Paths (CROSSJEPA_KNN_PATH=register|sort|select forces one, for tests and benchmarks):
 //   register k <= 32: one thread per query keeps a sorted top-K (K = k rounded up to a power of two) in
 //            registers while the block streams the cloud through shared memory in tiles. A cloud's queries
-//            are split over several blocks (down to one warp each) until the grid has a block per SM.
+//            are split over several blocks of whole warps (down to one warp each) until the grid has a block
+//            per SM (register_blocks.h).
 //   sort     k > 32, N <= 4096: one block per query sorts all (distance, index) keys in shared memory.
 //   select   k > 32, larger N: one block per query finds the k-th smallest key by radix selection (8 passes of
 //            8 bits), keeps the k keys at or below it and sorts those (in shared memory when k <= 4096,
@@ -24,6 +25,7 @@
 
 #include "../common/checks.h"
 #include "../common/cuda_utils.cuh"
+#include "register_blocks.h"
 
 namespace {
 
@@ -31,7 +33,8 @@ using crossjepa::cuda::ceil_div;
 using crossjepa::cuda::kFullMask;
 using crossjepa::cuda::sq_dist;
 
-constexpr int kRegisterThreads = 128;
+using crossjepa::knn::kRegisterThreads;
+using crossjepa::knn::register_threads;
 constexpr int kTile = 512;
 constexpr int kSortThreads = 256;
 constexpr int kSortCap = 4096;  // keys sorted in shared memory: 32 KiB, under the default 48 KiB limit
@@ -261,17 +264,6 @@ __global__ void __launch_bounds__(kSortThreads)
     sq_row[j] = j < count ? __uint_as_float(static_cast<uint32_t>(key >> 32)) : INFINITY;
     idx_row[j] = j < count ? static_cast<int64_t>(static_cast<uint32_t>(key)) : -1;
   }
-}
-
-// Threads per block of the register path: up to kRegisterThreads queries of one cloud per block, fewer (down to
-// a warp) while that leaves SMs without a block, e.g. 64 clouds of 128 queries on a 132-SM GPU. Each query is
-// still scanned by one thread over the same points in the same order, so results do not depend on the split.
-int register_threads(int64_t batch, int64_t m, int sms) {
-  int threads = static_cast<int>(std::min<int64_t>(kRegisterThreads, ceil_div(m, 32) * 32));
-  while (threads > 32 && batch * ceil_div(m, threads) < sms) {
-    threads /= 2;
-  }
-  return threads;
 }
 
 template <typename scalar_t>
