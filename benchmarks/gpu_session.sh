@@ -5,13 +5,12 @@
 #   bash benchmarks/gpu_session.sh --quick                       # CI-sized; runs on a CPU too (CI does this)
 #   bash benchmarks/gpu_session.sh --steps build,tests --limit tests=120   # a subset, a limit raised
 #
-# GPU time: a device session is about 15 minutes, the machine's start (1-3 min) and every retry included, and
-# one command may run at most 10 minutes. So the default steps below have limits that sum to 545 s, plus at most
-# 10 s of packing: 9.3 minutes at the very most (limits are caps: without a carried pointnet2_ops source the peers
-# step takes seconds), leaving time for the start. Each step runs under `timeout` at its limit; a failed or
-# timed-out step does not stop the next. Seen on an H200 (2026-12-04): build 41 s, memcheck 6-16 s, the
-# attention suite 44 s (mostly Triton compiling), profile 36-42 s at 20 steps, the demo 50 s of pretraining
-# before its probe.
+# Sized for a short GPU lease (about 15 minutes with the machine's start and any retry, at most 10 minutes per
+# command): the default steps below have limits that sum to 545 s, plus at most 10 s of packing: 9.3 minutes at
+# the very most (limits are caps: without a carried pointnet2_ops source the peers step takes seconds), leaving
+# time for the start. Each step runs under `timeout` at its limit; a failed or timed-out step does not stop the
+# next. Seen on an H200 (2026-12-04): build 41 s, memcheck 6-16 s, the attention suite 44 s (mostly Triton
+# compiling), profile 36-42 s at 20 steps, the demo 50 s of pretraining before its probe.
 #
 #   step             limit s  what                                                   without CUDA
 #   wheels                10  pip install --no-index .whl/*.whl into a scratch site  skipped when no .whl/
@@ -46,7 +45,7 @@
 #   demo/                  report.json, view_grid.png and the run's loss_curve.png, metrics.jsonl,
 #                          heldout.jsonl, runtime.json
 # then packed by benchmarks/pack_results.sh into --archive (default DIR.tar.gz) of at most --archive-limit bytes
-# (default 16 MiB, what the device tool brings back per file), largest files left out first and listed in
+# (default 16 MiB, so it fits a 16 MiB per-file transfer limit), largest files left out first and listed in
 # DIR/archive_manifest.txt. Exit status 0 when every step is ok or skipped, else 1.
 #
 # Wheels: a GPU machine without a package registry can still get a missing Python package (DIR/logs/env.log lists

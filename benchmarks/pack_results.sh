@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Pack a results folder into one .tar.gz of at most LIMIT bytes (the device tool brings back files of at most
-# 16 MiB each):
+# Pack a results folder into one .tar.gz of at most LIMIT bytes (16 MiB by default, a common per-file transfer
+# limit of remote machines):
 #
 #   bash benchmarks/pack_results.sh DIR ARCHIVE [LIMIT_BYTES]      # LIMIT_BYTES: 16777216 (16 MiB) by default
 #

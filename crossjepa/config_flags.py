@@ -1,10 +1,10 @@
 """Command-line flags made from a config dataclass, so that a setting is written once: its field (type,
 default, and help through config_io.setting) is its flag.
 
-Every leaf field gets a flag, `--field-name` unless the field names its own `flags`; the fields of a nested
-config (``optim``) form a group of their own in `--help`. A flag's value is the field's type: an int, a float,
-a string, one of a Literal's values, N numbers for a tuple; a bool's flag is --x when the field is off by
-default, --x/--no-x when it is on; a list field's flag is repeatable and adds to the list. What the flags give
+Every leaf field gets a flag, `--field-name` unless the field names its own `flags` (or is `positional`); the
+fields of a nested config (``optim``) form a group of their own in `--help`. A flag's value is the field's type:
+an int, a float, a string, one of a Literal's values, N numbers for a tuple; a bool's flag is --x when the field
+is off by default, --x/--no-x when it is on; a list field's flag is repeatable and adds to the list. What the flags give
 is applied as `--set KEY=VALUE` overrides are (config_io.override), so it is checked the same way.
 """
 
@@ -102,12 +102,16 @@ def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
         name = leaf.field.name
         helptext = _help(leaf.owner, leaf.field) + ("" if meta.get("required") else _default_text(leaf.default))
         prefix = _ADD if typing.get_origin(leaf.annotation) is list else _SET
+        kwargs = _value_kwargs(leaf.annotation, meta.get("metavar", name.upper()), leaf.default)
+        if meta.get("positional"):  # `crossjepa pack SRC OUT`: the argument's name is its dest
+            group.add_argument(prefix + leaf.key, help=helptext.replace("%", "%%"), **kwargs)
+            continue
         group.add_argument(
             *meta.get("flags", ("--" + name.replace("_", "-"),)),
             dest=prefix + leaf.key,
             required=bool(meta.get("required")) and not meta.get("one_of"),
             help=helptext.replace("%", "%%"),
-            **_value_kwargs(leaf.annotation, meta.get("metavar", name.upper()), leaf.default),
+            **kwargs,
         )
 
 
@@ -128,3 +132,16 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
     if added:
         config = apply_overrides(config, [f"{k}={json.dumps(_get(config, k) + v)}" for k, v in added])
     return config
+
+
+def describe_fields(configs: dict[str, Any]) -> str:
+    """One line per leaf field of the config instances `configs` (one dataclass, several variants, e.g. the model
+    presets): its dotted key, its value in each, and its help."""
+    columns = [{leaf.key: leaf for leaf in _leaves(config)} for config in configs.values()]
+    first = columns[0]
+    values = {key: " / ".join(_shown(column[key].default) for column in columns) for key in first}
+    key_width, value_width = max(map(len, first)), max(map(len, values.values()))
+    return "\n".join(
+        f"  {key:<{key_width}}  {values[key]:<{value_width}}  {_help(leaf.owner, leaf.field)}"
+        for key, leaf in first.items()
+    )

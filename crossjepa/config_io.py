@@ -9,6 +9,8 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .validate import check_choice
+
 T = TypeVar("T")
 
 
@@ -17,7 +19,8 @@ def setting(
 ) -> Any:
     """A config field with its documentation: `help` is the field's help, shown by the CLI flag that
     config_flags.py makes for it. `cli` may name `flags` (the option strings, default --field-name),
-    `required` (on the command line) and `one_of` (flags sharing a name exclude each other)."""
+    `positional` (an argument without a flag), `metavar`, `required` (on the command line) and `one_of` (flags
+    sharing a name exclude each other)."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **cli})
 
 
@@ -43,9 +46,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin is typing.Literal:
-        if value not in args:
-            raise ValueError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
+        return check_choice(where, value, args)
     if origin in (tuple, list):
         if isinstance(value, str):
             value = yaml.safe_load(value)

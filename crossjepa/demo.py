@@ -11,7 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from . import shared_settings as shared
+from .config_io import setting
+from .validate import check_device, check_int
 
 log = logging.getLogger("crossjepa.demo")
 
@@ -21,23 +26,35 @@ DEMO_IMAGE_SIZE = 160
 DEMO_VIEWS = 6
 
 
-def run_demo(
-    out: Path,
-    num_objects: int = 600,
-    steps: int = 1200,
-    device: str = "auto",
-    progress: bool = True,
-    seeds: int = 3,
-    test_objects: int = 400,
-) -> dict:
+@dataclass
+class DemoConfig:
+    """`crossjepa demo`: the whole method offline on synthetic shapes (the module docstring), a few minutes on a
+    CPU: writes OUT/report.json, OUT/view_grid.png and OUT/pretrain/loss_curve.png."""
+
+    out: str = shared.out("directory", "demo_out", required=False)
+    objects: int = setting(600, "synthetic training objects")
+    test_objects: int = setting(400, "synthetic test objects")
+    steps: int = setting(1200, "pretraining steps")
+    seeds: int = setting(3, "probe seeds (mean +- std)")
+    device: str = shared.device()
+
+    def __post_init__(self) -> None:
+        check_int("objects", self.objects, 50)
+        check_int("test_objects", self.test_objects, 12)
+        check_int("steps", self.steps, 1)
+        check_int("seeds", self.seeds, 1)
+        check_device("device", self.device)
+
+
+def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     import torch
 
     from .atomic import write_text
+    from .data.contract import dataset_labels
     from .data.synthetic import SyntheticShapes
     from .device import resolve_device
     from .eval.probe import probe_encoder, probe_teacher
     from .eval.probe_run import protocol
-    from .eval.splits import dataset_labels
     from .models import build
     from .render import render_points, save_view_grid, sphere_poses
     from .teacher import DEFAULT_TEACHER, build_cache, load_teacher, open_cache
@@ -45,18 +62,14 @@ def run_demo(
     from .train.config import OptimConfig, TrainConfig
     from .train.pretrain import pretrain
 
-    if num_objects < 50 or steps < 1 or test_objects < 12:
-        raise ValueError(
-            f"--objects, --steps, --test-objects: expected at least 50, 1 and 12, got {num_objects}, "
-            f"{steps} and {test_objects}"
-        )
+    out, num_objects, steps, seeds = Path(config.out), config.objects, config.steps, config.seeds
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    dev = resolve_device(config.device)
     t0 = time.perf_counter()
     timings = {}
     spec = f"synthetic:{num_objects}"
     train_ds = SyntheticShapes(num_objects, split="train")
-    test_ds = SyntheticShapes(test_objects, split="test")
+    test_ds = SyntheticShapes(config.test_objects, split="test")
 
     sample = [train_ds[i] for i in range(6)]
     grid = render_points(torch.stack([it["points"] for it in sample]), sphere_poses(6), image_size=DEMO_IMAGE_SIZE)

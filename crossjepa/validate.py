@@ -2,13 +2,16 @@
 
 Each failure is one line, ``"<name>: expected <what>, got <value>"``: a TypeError when the value is of the
 wrong kind (a bool is never an int or a number), a ValueError when it is of the right kind but out of range.
-Each check returns the value as the plain Python type (a numpy integer comes back as an int).
+Each check returns the value as the plain Python type (a numpy integer comes back as an int). Every argument check
+in crossjepa goes through here (tests/test_validate_everywhere.py looks for hand-written ones).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import operator
+import re
 from typing import Iterable, Optional
 
 
@@ -26,19 +29,31 @@ def _int_range(lo: Optional[int], hi: Optional[int]) -> str:
     return "an int" if hi is None else f"an int <= {hi}"
 
 
+def is_int(value) -> bool:
+    """An integer as operator.index takes it (numpy and torch integer scalars too), never a bool."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
 def check_int(
     name: str, value, lo: Optional[int] = None, hi: Optional[int] = None, *, optional: bool = False, why: str = ""
 ) -> Optional[int]:
-    """An int (numpy ints too, never a bool) in [lo, hi] (a bound left None is open); None too if optional.
-    `why` says where a bound comes from (e.g. "points per cloud") and is shown after the range."""
+    """An int (`is_int`) in [lo, hi] (a bound left None is open); None too if optional. `why` says where a bound
+    comes from (e.g. "points per cloud") and is shown after the range."""
     if optional and value is None:
         return None
     what = _or_none(_int_range(lo, hi), optional) + (f" ({why})" if why else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"{name}: expected {what}, got {value!r}")
+    value = operator.index(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name}: expected {what}, got {value!r}")
-    return int(value)
+    return value
 
 
 def _number_range(lo: Optional[float], hi: Optional[float], lo_open: bool, hi_open: bool) -> str:
@@ -80,11 +95,12 @@ def check_positive(name: str, value) -> float:
     return check_number(name, value, 0, lo_open=True)
 
 
-def check_choice(name: str, value, choices: Iterable):
-    """One of `choices` (shown in the message in their order)."""
+def check_choice(name: str, value, choices: Iterable, *, why: str = ""):
+    """One of `choices` (shown in the message in their order); `why` says where they come from."""
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}{reason}, got {value!r}")
     return value
 
 
@@ -100,4 +116,11 @@ def check_str(name: str, value, *, allow_empty: bool = False) -> str:
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     if not (value or allow_empty):
         raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def check_device(name: str, value) -> str:
+    """A --device value: auto, cpu, cuda or cuda:N (device.resolve_device turns it into a torch.device)."""
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ValueError(f"{name}: expected auto, cpu, cuda or cuda:N, got {value!r}")
     return value

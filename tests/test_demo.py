@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 
+from crossjepa.data.contract import dataset_labels
 from crossjepa.data.synthetic import SyntheticShapes
-from crossjepa.demo import run_demo
+from crossjepa.demo import DemoConfig, run_demo
 from crossjepa.eval.probe import probe_teacher
-from crossjepa.eval.splits import dataset_labels
 from crossjepa.teacher import open_cache
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_writes_report_grid_and_curve(tmp_path, one_thread):
-    run_demo(tmp_path, num_objects=60, steps=2, device="cpu", progress=False, seeds=2, test_objects=36)
+    run_demo(DemoConfig(out=str(tmp_path), objects=60, steps=2, device="cpu", seeds=2, test_objects=36), progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
     for name in ("pretrained", "random_init", "teacher"):
         result = report["probe"][name]

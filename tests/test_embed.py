@@ -10,7 +10,9 @@ import torch
 
 import crossjepa
 from crossjepa.cli import main
-from crossjepa.data import open_dataset
+from crossjepa.data import open_dataset, pack
+from crossjepa.data.subsample import fixed_size_batches
+from crossjepa.eval import probe as probe_module
 from crossjepa.models import build
 from crossjepa.train.checkpoint import save_weights
 
@@ -38,69 +40,64 @@ def test_load_encoder_round_trips_a_pretrained_checkpoint(pretrained):
         assert encoder.tokens(points).shape == (3, 1 + model.config.tokenizer.num_groups, model.config.encoder.width)
 
 
-def test_embed_rows_equal_load_encoder_features(pretrained, tmp_path, capsys):
-    path, _ = pretrained
-    out = tmp_path / "feats.npy"
-    assert (
-        main(
-            [
-                "-q",
-                "embed",
-                "--data",
-                "synthetic:7",
-                "--checkpoint",
-                str(path),
-                "--out",
-                str(out),
-                "--batch-size",
-                "3",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    assert "feats.labels.npy" in capsys.readouterr().out
-    feats = np.load(out, mmap_mode="r")
-    labels = np.load(tmp_path / "feats.labels.npy")
-    meta = json.loads((tmp_path / "feats.json").read_text())
+def _embed(path, data, out, *args):
+    assert main(["-q", "embed", "--data", data, "--checkpoint", str(path), "--out", str(out), *args]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    return np.load(out, mmap_mode="r"), np.load(out.with_suffix(".labels.npy")), meta
 
+
+def _probe_features(monkeypatch, tmp_path, path, data, seeds):
+    """The training features `crossjepa probe` fits its SVM on, per seed."""
+    seen = []
+
+    def spy(real):
+        def record(x, *args):
+            seen.append(np.array(x, copy=True))
+            return real(x, *args)
+
+        return record
+
+    for name in ("linear_probe", "cross_validated_probe"):  # with a test split, and without (nested CV)
+        monkeypatch.setattr(probe_module, name, spy(getattr(probe_module, name)))
+    argv = ["-q", "probe", "--data", data, "--checkpoint", str(path), "--out", str(tmp_path / "probe.json")]
+    assert main([*argv, "--seeds", str(seeds), "--folds", "2", "--device", "cpu"]) == 0
+    return seen
+
+
+def test_embed_rows_the_probes_features_and_load_encoder_agree(pretrained, tmp_path, monkeypatch):
+    path, _ = pretrained
     encoder = crossjepa.load_encoder(path)
-    data = open_dataset("synthetic:7", num_points=encoder.num_points)
-    points = torch.stack([data[i]["points"] for i in range(len(data))])
+    packed = str(pack("synthetic:48", tmp_path / "packed", num_points=encoder.num_points, progress=False))
+    feats, labels, meta = _embed(path, packed, tmp_path / "feats.npy", "--batch-size", "5", "--device", "cpu")
+    probe_x = _probe_features(monkeypatch, tmp_path, path, packed, seeds=1)[0]
+    data = open_dataset(packed)  # clouds of the model's point count, used as stored
     with torch.no_grad():
-        expected = encoder(points).numpy()
+        expected = encoder(torch.stack([data[i]["points"] for i in range(len(data))])).numpy()
     np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-5)
-    assert labels.tolist() == [data[i]["label"] for i in range(len(data))]
-    assert meta["shape"] == list(expected.shape) and len(meta["names"]) == 7 and meta["classes"] == data.classes
+    np.testing.assert_allclose(probe_x, expected, rtol=1e-5, atol=1e-5)
+    assert labels.tolist() == data.labels.tolist()
+    assert meta["shape"] == list(expected.shape) and len(meta["names"]) == 48 and meta["classes"] == data.classes
     assert meta["readout"] == "features" and meta["split"] == "train"
 
-    tokens_out = tmp_path / "tokens.npy"
-    assert (
-        main(
-            [
-                "-q",
-                "embed",
-                "--data",
-                "synthetic:7",
-                "--checkpoint",
-                str(path),
-                "--out",
-                str(tokens_out),
-                "--tokens",
-                "--split",
-                "test",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    test_points = torch.stack([open_dataset("synthetic:7", "test", encoder.num_points)[i]["points"] for i in range(7)])
+
+def test_embed_seed_draws_the_probes_subsample_of_that_seed(pretrained, tmp_path, monkeypatch):
+    path, _ = pretrained
+    per_seed = _probe_features(monkeypatch, tmp_path, path, "synthetic:48", seeds=2)  # 2048 points per cloud
+    assert not np.allclose(per_seed[0], per_seed[1])  # each seed its own random subsets
+    for seed in (0, 1):
+        feats, _, _ = _embed(path, "synthetic:48", tmp_path / f"s{seed}.npy", "--seed", str(seed), "--device", "cpu")
+        np.testing.assert_allclose(feats, per_seed[seed], rtol=1e-5, atol=1e-5)
+
+
+def test_embed_tokens_are_the_encoders_output_tokens(pretrained, tmp_path):
+    path, _ = pretrained
+    encoder = crossjepa.load_encoder(path)
+    out = tmp_path / "tokens.npy"
+    tokens, _, meta = _embed(path, "synthetic:7", out, "--tokens", "--split", "test", "--device", "cpu")
+    assert meta["readout"] == "tokens" and meta["split"] == "test"
+    ((_, points, _),) = fixed_size_batches(open_dataset("synthetic:7", "test"), encoder.num_points)  # the same clouds
     with torch.no_grad():
-        np.testing.assert_allclose(
-            np.load(tokens_out, mmap_mode="r"), encoder.tokens(test_points).numpy(), rtol=1e-5, atol=1e-5
-        )
+        np.testing.assert_allclose(tokens, encoder.tokens(points).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_embed_errors_are_one_line(pretrained, tmp_path, capsys):

@@ -13,8 +13,8 @@ from crossjepa.cli import main
 from crossjepa.config_io import apply_overrides
 from crossjepa.eval import fewshot
 from crossjepa.eval import probe as probe_module
+from crossjepa.eval.config import FewshotConfig
 from crossjepa.eval.fewshot import draw_episode, fold_files, run_fewshot
-from crossjepa.eval.finetune_config import FewshotConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,12 +119,12 @@ def test_unseen_episodes_draw_queries_from_the_carve_and_supports_from_the_rest(
     )
     held = set(record["objects"])
     for _, support, query, where in fewshot.episodes(cfg, 128):
-        assert set(query.indices.tolist()) <= held and not set(support.indices.tolist()) & held
+        assert set(query.ids.tolist()) <= held and not set(support.ids.tolist()) & held
         assert len(support) == 9 and len(query) == 12 and "unseen objects" in where
         for j in range(3):  # an episode label names one original class in support and query alike
-            assert len({int(train.labels[i]) for i in support.indices[support.labels == j]}) == 1
-            assert {int(train.labels[i]) for i in support.indices[support.labels == j]} == {
-                int(train.labels[i]) for i in query.indices[query.labels == j]
+            assert len({int(train.labels[i]) for i in support.ids[support.labels == j]}) == 1
+            assert {int(train.labels[i]) for i in support.ids[support.labels == j]} == {
+                int(train.labels[i]) for i in query.ids[query.labels == j]
             }
 
 

@@ -17,8 +17,8 @@ from crossjepa.cli import main
 from crossjepa.config_io import apply_overrides
 from crossjepa.eval import finetune_run
 from crossjepa.eval.classifier import EncoderSource, PointClassifier
+from crossjepa.eval.config import FinetuneConfig
 from crossjepa.eval.finetune import fit
-from crossjepa.eval.finetune_config import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,8 +66,8 @@ def spy_on_fit(monkeypatch, test) -> list[dict]:
         result = real(model, train_set, val_set, *args, **kwargs)
         calls.append(
             {
-                "train": set(train_set.indices.tolist()),
-                "val": set(val_set.indices.tolist()),
+                "train": set(train_set.ids.tolist()),
+                "val": set(val_set.ids.tolist()),
                 "test_read": test is not None and test.reads != before,
             }
         )

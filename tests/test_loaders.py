@@ -273,7 +273,7 @@ def test_bad_arguments(packed, monkeypatch):
         make_loader(packed, 0)
     with pytest.raises(TypeError, match="batch_size: expected a positive int, got 2.5"):
         make_loader(packed, 2.5)
-    with pytest.raises(ValueError, match=r"num_points: expected at most 96"):
+    with pytest.raises(ValueError, match=r"num_points: expected an int in \[1, 96\] \(points stored per object\)"):
         make_loader(packed, 8, num_points=200)
     with pytest.raises(TypeError, match="augment: expected a bool or an AugmentConfig"):
         make_loader(packed, 8, augment="yes")
@@ -335,21 +335,26 @@ class ItemsOf:
         return self.dataset[i]
 
 
-def test_object_subset_of_packed_data_is_gathered_whole(tmp_path):
-    from crossjepa.train.heldout import ObjectSubset
+def test_subset_of_packed_data_is_gathered_whole(tmp_path):
+    from crossjepa.data.subset import Subset
 
     full = CountingPacked(tmp_path / "full.npy")
     ids = np.arange(1, len(full), 2)
     kw = dict(batch_size=6, num_points=32, seed=4, augment=True)
-    items = epochs(make_loader(ObjectSubset(ItemsOf(full), ids), backend="torch", num_workers=0, **kw), 1)[0]
+    items = epochs(make_loader(Subset(ItemsOf(full), ids), backend="torch", num_workers=0, **kw), 1)[0]
     full.reads = 0
-    subset = ObjectSubset(full, ids)
+    subset = Subset(full, ids)
     assert np.array_equal(subset.array_rows, ids) and np.array_equal(subset.labels_array, full.labels_array[ids])
     for name, loader in loaders(subset, **kw).items():
         assert_same_batches(items, epochs(loader, 1)[0], exact=name != "dali")
     assert full.reads == 0  # every backend gathered from the array, no item was read
-    nested = ObjectSubset(subset, np.array([0, 2]))  # a subset of a subset maps to the file's rows
+    nested = Subset(subset, np.array([0, 2]))  # a subset of a subset maps to the file's rows
     assert np.array_equal(nested.array_rows, ids[[0, 2]])
+    relabelled = Subset(full, ids, labels=np.arange(len(ids)) % 2)  # a few-shot episode's labels reach batches
+    for name, loader in loaders(relabelled, **kw).items():
+        assert torch.cat([b["label"] for b in epochs(loader, 1)[0]]).sort().values.tolist() == sorted(
+            (np.arange(len(ids)) % 2).tolist()
+        ), name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -360,3 +365,20 @@ def test_non_finite_clouds_are_refused_where_they_enter(tmp_path, backend):
     ds.points_array = points
     with pytest.raises(ValueError, match=r"non-finite coordinates in object\(s\) \[7\]"):
         list(make_loader(ds, batch_size=4, backend=backend, shuffle=False, num_points=32, **backend_options(backend)))
+
+
+@pytest.mark.parametrize("backend", ["torch", "device"])
+def test_index_stays_on_the_host_whatever_the_device(packed, backend):
+    # "meta" stands in for a GPU: every key but the index lives there, and the index is the epoch order, so the
+    # host can slice arrays with it without reading the device (a GPU tensor's .numpy() raises).
+    kw = {"num_workers": 0} if backend == "torch" else {}
+    loader = make_loader(packed, 8, backend=backend, num_points=16, seed=3, device="meta", **kw)
+    batches = list(loader)
+    for batch in batches:
+        assert {k: v.device.type for k, v in batch.items()} == {
+            "points": "meta",
+            "label": "meta",
+            "rotation": "meta",
+            "index": "cpu",
+        }
+    assert torch.equal(torch.cat([b["index"] for b in batches]), epoch_order(len(packed), True, 3, 0))

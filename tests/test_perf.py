@@ -1,6 +1,7 @@
 """`crossjepa bench`, its pytest-benchmark twin and `crossjepa profile` end to end on the CPU, plus the pieces
 they are built from."""
 
+import importlib.util
 import json
 import os
 import resource
@@ -20,10 +21,21 @@ from crossjepa.perf import env as perf_env
 from crossjepa.perf import references as refs
 from crossjepa.perf.bench import format_table
 from crossjepa.perf.inputs import ball_clouds
-from crossjepa.perf.load import SPIN, spinners
 from crossjepa.perf.timing import measure
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _under_load():
+    """benchmarks/under_load.py (a script, not part of the package), imported from its file."""
+    spec = importlib.util.spec_from_file_location("under_load", REPO / "benchmarks" / "under_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+under_load = _under_load()
+SPIN, spinners = under_load.SPIN, under_load.spinners
 ROW_KEYS = {
     "suite",
     "name",
@@ -249,10 +261,8 @@ def test_load_levels_run_beside_spinners_that_are_killed(tmp_path, monkeypatch, 
         return real_run_suite(name, settings, on_row)
 
     monkeypatch.setattr(perf_bench, "run_suite", run_suite)
-    assert (
-        main(["-q", "bench", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1", "--out", str(tmp_path)])
-        == 0
-    )
+    argv = ["-q", "--device", "cpu", "--quick", "--suite", "ops", "--load", "0,1", "--out", str(tmp_path)]
+    assert under_load.main(argv) == 0
     assert seen == [(0, 0), (1, 1)] and not spinning_children()
     summary = capsys.readouterr().out.split("speed-up over the reference by load")[1]
     assert "crossjepa vs fpsample (target 5x):  load 0: " in summary and "x  load 1: " in summary
@@ -269,8 +279,9 @@ def test_spinners_are_killed_when_the_run_fails(tmp_path, monkeypatch, capsys):
         raise RuntimeError("suite failed")
 
     monkeypatch.setattr(perf_bench, "run_suite", failing)
-    assert main(["bench", "--device", "cpu", "--suite", "ops", "--load", "2", "--out", str(tmp_path)]) == 2
-    assert "suite failed" in capsys.readouterr().err and not spinning_children()
+    with pytest.raises(RuntimeError, match="suite failed"):
+        under_load.main(["--device", "cpu", "--suite", "ops", "--load", "2", "--out", str(tmp_path)])
+    assert not spinning_children()
     with pytest.raises(KeyboardInterrupt):
         with spinners(1) as pids:
             assert spinning_children() == set(pids)
@@ -306,18 +317,28 @@ def test_profile_cpu_writes_trace_table_png_summary(tmp_path, capsys, one_thread
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["bench", "--device", "cpu", "--suite", "ops,gpu"], "--suite"),
-        (["bench", "--device", "cpu", "--suite", "nope"], "--suite"),
-        (["bench", "--device", "cpu", "--load", "-1"], "--load"),
-        (["bench", "--device", "cpu", "--load", "0,x"], "--load"),
-        (["profile", "--device", "cpu", "--steps", "0"], "--steps"),
-        (["bench", "--device", "cpu", "--case-budget", "-1"], "--case-budget"),
+        (["bench", "--device", "cpu", "--suite", "ops,gpu"], "suite: expected"),
+        (["bench", "--device", "cpu", "--suite", "nope"], "suite: expected"),
+        (["profile", "--device", "cpu", "--steps", "0"], "steps: expected"),
+        (["bench", "--device", "cpu", "--case-budget", "-1"], "case_budget: expected"),
     ],
 )
 def test_bad_arguments_give_one_line(argv, needle, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("load", ["-1", "0,x"])
+def test_bad_load_levels_give_one_line(load, capsys):
+    assert under_load.main(["--device", "cpu", "--load", load]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--load: expected" in err and len(err.splitlines()) == 1
+
+
+def test_bench_itself_runs_at_load_zero_only(tmp_path):
+    with pytest.raises(ValueError, match="loads: expected"):
+        perf_bench.run_bench(torch.device("cpu"), ["ops"], True, tmp_path, loads=[0, 1])
 
 
 def test_measure_counts_calls_and_orders_stats():
@@ -426,8 +447,16 @@ def test_point_mae_grouping_finds_the_same_neighbours():
     torch.testing.assert_close(hoods.norm(dim=-1), ref_hoods.norm(dim=-1), rtol=1e-4, atol=1e-5)
 
 
-def test_environment_outside_a_checkout(monkeypatch, tmp_path):
-    monkeypatch.setattr(perf_env, "_REPO", tmp_path)
+def test_environment_records_the_commit_of_a_source_checkout_only(monkeypatch, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "site-packages").mkdir(parents=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(perf_env, "_SOURCE", repo)  # run from the checkout itself
+    assert perf_env.environment("cpu")["git"] == {"commit": head, "dirty": False}
+    monkeypatch.setattr(perf_env, "_SOURCE", repo / "site-packages")  # installed where a repository holds it
     record = perf_env.environment("cpu")
     assert record["git"] == {"commit": "unknown", "dirty": None}
     json.dumps(record)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossjepa.data.base import resample_indices
-from crossjepa.data.subsample import draw_subset, keyed_generator, prefix_indices, subsample
+from crossjepa.data.subsample import draw_subset, fixed_size_batches, keyed_generator, prefix_indices, resample_indices
 
 
 @pytest.mark.parametrize("stored, wanted", [(100, 64), (64, 64), (30, 64), (1, 5)])
@@ -36,9 +35,39 @@ def test_datasets_draw_from_seed_and_object_with_the_same_rule():
     assert resample_indices(20, 20, (5, 2), prefix=False) is None
 
 
-def test_features_subsample_rows_of_the_cloud_with_the_rule():
-    points = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
-    out = subsample(points, 16, torch.Generator().manual_seed(1))
-    assert torch.equal(out, points[draw_subset(torch.Generator().manual_seed(1), 1, 40, 16)[0]])
-    with pytest.raises(ValueError, match="points: expected a non-empty cloud"):
-        subsample(torch.zeros(0, 3), 4, torch.Generator())
+class Clouds:
+    """Clouds of the given sizes, labelled by their number; `fps_ordered` as given."""
+
+    def __init__(self, sizes, fps_ordered=False):
+        gen = torch.Generator().manual_seed(0)
+        self.clouds = [torch.randn(n, 3, generator=gen) for n in sizes]
+        self.fps_ordered = fps_ordered
+
+    def __len__(self):
+        return len(self.clouds)
+
+    def __getitem__(self, i):
+        return {"points": self.clouds[i], "label": 10 + i}
+
+
+def test_feature_clouds_follow_the_rule_in_order_whatever_the_batching():
+    data = Clouds([40, 16, 25, 16, 90])
+    batches = list(fixed_size_batches(data, 16, seed=3, batch_size=2))
+    ids = np.concatenate([b[0] for b in batches])
+    assert ids.tolist() == [0, 1, 2, 3, 4] and np.concatenate([b[2] for b in batches]).tolist() == [10, 11, 12, 13, 14]
+    points = torch.cat([b[1] for b in batches])
+    generator = torch.Generator().manual_seed(3)  # the 16-point clouds are used as stored and draw nothing
+    for i, cloud in enumerate(data.clouds):
+        index = draw_subset(generator, 1, len(cloud), 16)[0] if len(cloud) != 16 else slice(None)
+        assert torch.equal(points[i], cloud[index]), i
+    ((_, again, _),) = fixed_size_batches(data, 16, seed=3, batch_size=5)
+    assert torch.equal(again, points)
+    ((_, other, _),) = fixed_size_batches(data, 16, seed=4, batch_size=5)
+    assert not torch.equal(other[0], points[0]) and torch.equal(other[1], points[1])
+
+
+def test_feature_clouds_of_fps_ordered_data_are_their_prefix():
+    data = Clouds([40, 10], fps_ordered=True)
+    ((_, points, _),) = fixed_size_batches(data, 16, seed=7)
+    assert torch.equal(points[0], data.clouds[0][:16])
+    assert torch.equal(points[1], data.clouds[1][prefix_indices(10, 16)])

@@ -45,22 +45,23 @@ _STUB_SCRIPT = textwrap.dedent("""
 
     sys.meta_path.insert(0, BlockTorchvision())
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
     from crossjepa.teacher import load_teacher, torchvision_stub
-    assert torchvision_stub.ensure_torchvision() and torchvision_stub.ensure_torchvision()
-    import torch, timm, torchvision
-    from timm.layers import freeze_batch_norm_2d
-    assert torchvision_stub.is_stub(torchvision)
-    model = timm.create_model("test_vit", pretrained=False, num_classes=0, img_size=32).eval()
-    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 64)
-    assert isinstance(freeze_batch_norm_2d(torch.nn.BatchNorm2d(4)), torchvision_stub.FrozenBatchNorm2d)
+    assert "timm" not in sys.modules
     assert load_teacher("test_vit", random_init=True, image_size=32, pooling="both").embed_dim == 128
+    assert load_teacher("test_vit", random_init=True, image_size=32).embed_dim == 64  # timm imported: no stand-in
+    import timm
+    from timm.data import dataset_factory
+    from timm.layers import freeze_batch_norm_2d
+    assert isinstance(freeze_batch_norm_2d(torch.nn.BatchNorm2d(4)), torchvision_stub.FrozenBatchNorm2d)
+    assert not any(name.split(".")[0] == "torchvision" for name in sys.modules)  # the stand-in served timm only
     try:
-        from torchvision.models import resnet18
-        raise AssertionError("torchvision.models should not exist in the stand-in")
-    except ImportError:
+        import torchvision
+        raise AssertionError("the rest of the process must find torchvision missing")
+    except ModuleNotFoundError:
         pass
     try:
-        torchvision.datasets.CIFAR10("/nonexistent")
+        dataset_factory.CIFAR10("/nonexistent")
         raise AssertionError("stand-in datasets must not construct")
     except RuntimeError as exc:
         assert "stand-in" in str(exc)
@@ -79,14 +80,15 @@ def test_timm_works_through_the_stub_when_torchvision_is_blocked():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "STUB-OK" in proc.stdout
-    assert proc.stderr.count("minimal torchvision stand-in") == 1  # logged once per process
+    assert proc.stderr.count("minimal torchvision stand-in") == 1  # said once, for the one import of timm
+    assert "torchvision is not installed" in proc.stderr
 
 
 def test_real_torchvision_is_preferred(monkeypatch):
     fake = types.ModuleType("torchvision")
     fake.__version__ = "9.9.9"
     monkeypatch.setitem(sys.modules, "torchvision", fake)
-    assert torchvision_stub.ensure_torchvision() is False
+    assert torchvision_stub.missing_torchvision() is None
     assert sys.modules["torchvision"] is fake
 
 
@@ -99,9 +101,12 @@ def test_broken_torchvision_falls_back_with_a_warning(monkeypatch, caplog):
     for key in [k for k in sys.modules if k.split(".")[0] == "torchvision"]:
         monkeypatch.delitem(sys.modules, key)
     monkeypatch.setattr(sys, "meta_path", [Broken()] + sys.meta_path)
+    missing = torchvision_stub.missing_torchvision()
+    assert missing is not None and missing[0] == logging.WARNING and "torchvision::nms" in missing[1]
     with caplog.at_level(logging.WARNING, logger="crossjepa.teacher.torchvision_stub"):
-        assert torchvision_stub.ensure_torchvision() is True
-    assert torchvision_stub.is_stub()
+        with torchvision_stub.standing_in(*missing):
+            assert torchvision_stub.is_stub()
+    assert "torchvision" not in sys.modules
     assert "torchvision::nms" in caplog.text
 
 

@@ -13,6 +13,7 @@ import torch
 
 from crossjepa.data import open_dataset
 from crossjepa.data.carve import carve_unseen, read_unseen
+from crossjepa.eval.config import ProbeConfig
 from crossjepa.ops import ReferenceFallbackWarning
 
 DATA = "synthetic:48"  # 12 classes x 4 objects
@@ -235,12 +236,11 @@ def test_probe_fits_on_the_other_objects_and_scores_on_the_unseen_ones(tmp_path,
 
     monkeypatch.setattr(probe_run, "probe_encoder", spy)
     torch.manual_seed(0)
-    report = probe_run.probe_checkpoint(
-        DATA, random_init=True, preset="tiny", seeds=1, folds=2, unseen=str(path), device="cpu", progress=False
-    )
+    cfg = ProbeConfig(data=DATA, random_init=True, preset="tiny", seeds=1, folds=2, unseen=str(path), device="cpu")
+    report = probe_run.probe_checkpoint(cfg, progress=False)
     ((train_set, test_set),) = seen
-    assert np.array_equal(test_set.indices, unseen)
-    assert np.array_equal(train_set.indices, np.setdiff1d(np.arange(48), unseen))
+    assert np.array_equal(test_set.ids, unseen)
+    assert np.array_equal(train_set.ids, np.setdiff1d(np.arange(48), unseen))
     full = open_dataset(DATA, split="train")
     i = int(unseen[3])
     assert test_set.labels[3] == full[i]["label"] and torch.equal(test_set[3]["points"], full[i]["points"])
@@ -272,7 +272,9 @@ def test_teacher_ceiling_uses_the_same_objects(cache_dir, tmp_path, monkeypatch)
 
     monkeypatch.setattr(probe_module, "select_C", select_spy)
     monkeypatch.setattr(probe_module, "linear_probe", probe_spy)
-    report = probe_teacher_cache(DATA, str(cache_dir), unseen=str(path), seeds=2, folds=3)
+    report = probe_teacher_cache(
+        ProbeConfig(data=DATA, teacher_cache=str(cache_dir), unseen=str(path), seeds=2, folds=3)
+    )
     assert len(chosen_on) == 2 and all(c <= {rows[i] for i in rest} for c in chosen_on)  # C: never a carved row
     assert len(scored) == 1 and np.array_equal(scored[0], x[unseen])  # scored on exactly the carved objects
     assert report["unseen"]["objects"] == 12 and report["train_objects"] == 36

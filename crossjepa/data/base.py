@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..validate import check_int
-from .subsample import draw_subset, keyed_generator, prefix_indices
+from ..validate import check_choice, check_int
+from .subsample import resample_indices
 
 DEFAULT_MESH_POINTS = 8192  # points sampled from a mesh surface when num_points is None
 UP_AXES = ("x", "y", "z")
@@ -66,16 +65,6 @@ def normalize_cloud(points: np.ndarray) -> np.ndarray:
     return p.astype(np.float32)
 
 
-def resample_indices(n: int, num_points: int, rng_key: Sequence[int], prefix: bool) -> Optional[np.ndarray]:
-    """Indices taking an n-point cloud to num_points by the rule of data/subsample.py; None when it already has
-    that size (every point once: a reordering would change nothing but the order)."""
-    if n == num_points:
-        return None
-    if prefix:
-        return prefix_indices(n, num_points).numpy()
-    return draw_subset(keyed_generator(rng_key), 1, n, num_points)[0].numpy()
-
-
 class PointCloudDataset(Dataset):
     """Base of every reader. Subclasses set ``kind`` and implement ``_load(i) -> array (N, >=3)``."""
 
@@ -107,11 +96,7 @@ class PointCloudDataset(Dataset):
         self.normalized = self.normalize  # clouds come out normalised (packed data: as recorded when packed)
         self.seed = int(seed)
         if up_axis is not None:
-            if up_axis not in UP_AXES:
-                raise ValueError(
-                    f"up_axis: expected one of {', '.join(UP_AXES)} (or None: the format's own), got {up_axis!r}"
-                )
-            self.up_axis = up_axis
+            self.up_axis = check_choice("up_axis", up_axis, UP_AXES)
         self._fingerprint = None
 
     def __len__(self) -> int:
@@ -125,12 +110,7 @@ class PointCloudDataset(Dataset):
         return f"{self.kind} object {self.names[i]!r}"
 
     def _index(self, i) -> int:
-        if isinstance(i, bool):
-            raise TypeError("index: expected an int, got bool")
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"index: expected an int, got {type(i).__name__}") from None
+        i = check_int("index", i)
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} objects")

@@ -16,21 +16,12 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..validate import check_number
+from . import contract
+from .contract import dataset_labels
 
 UNSEEN_FORMAT = "crossjepa-unseen-objects"
 UNSEEN_VERSION = 1
 UNSEEN_FILE = "unseen_objects.json"  # its name in a pretraining run's folder
-
-
-def dataset_labels(dataset) -> np.ndarray:
-    """Labels of every object, int64 (N,): the reader's label array when it has one, else read item by item."""
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        labels = [int(dataset[i]["label"]) for i in range(len(dataset))]
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if (labels < 0).any():
-        raise ValueError("data: expected labelled objects, found label -1 (a source without labels)")
-    return labels
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +50,7 @@ def carve_unseen(dataset, fraction: float, seed: int, name: str = "unseen_fracti
             f"{name}: the unseen objects are carved stratified by label, and --data has unlabelled objects"
         ) from None
     _, unseen = stratified_split(labels, fraction, seed, name)
-    classes = getattr(dataset, "classes", None)
+    classes = contract.classes(dataset)
     counts = Counter(labels[unseen].tolist())
     return {
         "format": UNSEEN_FORMAT,

@@ -1,12 +1,12 @@
 """The "dali" backend of make_loader: an NVIDIA DALI pipeline over the packed arrays.
 
 Two external sources feed each iteration: references to the (memory-mapped) points array, which DALI reads in
-place (no_copy), and the batch plan from loaders.py (gather indices, labels, dataset indices, and the drawn
-augmentation). DALI then gathers the num_points points of every object in one ``sequence_rearrange`` over
-the flattened array (on the host: it reads the memory map), and casts and augments them with
-``coord_transform`` and an add, on the GPU when the pipeline has one (``device_id``), else on the CPU.
-The random draws are the ones of the other backends (CPU generator seeded by (seed, epoch, batch)), so the
-dali backend yields the torch backend's batches, augmented or not (up to float rounding of the transform).
+place (no_copy), and the batch plan from loaders.py (gather indices, labels and the drawn augmentation). DALI
+then gathers the num_points points of every object in one ``sequence_rearrange`` over the flattened array (on
+the host: it reads the memory map), and casts and augments them with ``coord_transform`` and an add, on the GPU
+when the pipeline has one (``device_id``), else on the CPU. The batch's dataset indices come from the plan, on
+the host. The random draws are the ones of the other backends (CPU generator seeded by (seed, epoch, batch)), so
+the dali backend yields the torch backend's batches, augmented or not (up to float rounding of the transform).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class _Feeder:
         points = np.arange(self.num_points)[None] if subset is None else subset.numpy()
         order = ((index % self.objects_per_shard)[:, None] * self.num_stored + points).astype(np.int32)
         rotation = np.tile(np.eye(3, dtype=np.float32), (b, 1, 1)) if aug is None else aug.rotation.numpy()
-        out = [order, self.labels[index], index.astype(np.int64), rotation]
+        out = [order, self.labels[index], rotation]
         if aug is not None:
             out += [aug.matrix.numpy(), aug.translation.numpy(), aug.noise.numpy()]
         return out
@@ -111,17 +111,17 @@ class DaliLoader(Loader):
         )
         def graph():
             data = fn.external_source(source=feeder.data, batch=True, batch_info=True, no_copy=True, layout="FC")
-            plan = fn.external_source(source=feeder.plan, batch=True, batch_info=True, num_outputs=7 if augment else 4)
-            order, label, index, rotation = plan[:4]
+            plan = fn.external_source(source=feeder.plan, batch=True, batch_info=True, num_outputs=6 if augment else 3)
+            order, label, rotation = plan[:3]
             # The gather sees objects' points as frames ("F"); drop the layout so later ops see (P, 3) samples.
             points = fn.reshape(fn.sequence_rearrange(data, new_order=order), layout="")
             if gpu:
-                points, label, index, rotation = points.gpu(), label.gpu(), index.gpu(), rotation.gpu()
+                points, label, rotation = points.gpu(), label.gpu(), rotation.gpu()
             points = fn.cast(points, dtype=types.FLOAT)
             if augment:
-                matrix, translation, noise = plan[4:]
+                matrix, translation, noise = plan[3:]
                 points = fn.coord_transform(points, M=matrix, T=translation) + (noise.gpu() if gpu else noise)
-            return points, label, index, rotation
+            return points, label, rotation
 
         pipe = graph()
         pipe.build()
@@ -153,12 +153,8 @@ class DaliLoader(Loader):
             return
         self._feeder.start(epoch, first, batches)
         self._running = True
-        while True:
-            try:
-                outputs = self._pipe.run()
-            except StopIteration:
-                break
-            points, label, index, rotation = (self._to_torch(o) for o in outputs)
+        for index in batches:  # the dataset indices come from the plan: on the host, as on every backend
+            points, label, rotation = (self._to_torch(o) for o in self._pipe.run())
             yield {"points": points, "label": label, "index": index, "rotation": rotation}
-        self._pipe.reset()
+        self._run_to_end()  # the feeder's StopIteration ends the epoch
         self._running = False

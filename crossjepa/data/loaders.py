@@ -12,14 +12,17 @@ What every backend shares is defined once, in this module:
   CPU generators give the same draws on every backend; a CUDA generator draws other numbers.
 Each batch: {"points" (B,P,3) float32, "label" (B,) int64, "index" (B,) int64 dataset indices, "rotation"
 (B,3,3) float32, the augmentation rotation (identity without augmentation; rotate cameras with
-transforms.rotate_poses)}. Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming), and
-its ``first_batch`` starts that epoch at a later batch without reading the ones before it: since a batch depends
-only on (seed, epoch, batch), the batches that follow are the same as in an epoch run from its start.
+transforms.rotate_poses)}, all on the loader's device except "index", which stays a CPU tensor on every backend
+(the host uses it to slice arrays; reading it back from a GPU would be a sync, or a crash in `.numpy()`).
+Iterating starts the next epoch; ``set_epoch`` picks one (e.g. when resuming), and its ``first_batch`` starts that
+epoch at a later batch without reading the ones before it: since a batch depends only on (seed, epoch, batch),
+the batches that follow are the same as in an epoch run from its start.
 
 Datasets with ``.points_array`` (O, N, 3) (a memory map for the packed format) and ``.labels_array`` (O,) are
 read with one gather per batch; an optional ``.array_rows`` (len(dataset),) says which row of points_array
-holds each object (a subset of a packed dataset). Other datasets are read item by item (torch backend) or
-stacked once into memory (device and dali backends, which need every cloud to have the same number of points).
+holds each object (a subset of a packed dataset; see data/contract.py). Other datasets are read item by item
+(torch backend) or stacked once into memory (device and dali backends, which need every cloud to have the same
+number of points).
 Coordinates are checked finite where they enter: each batch as it is built (torch), the stacked arrays once
 (device, dali); the model's ops then skip that scan.
 
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 from ..validate import check_int
+from . import contract
 from .subsample import draw_subset, keyed_generator
 from .transforms import Augmentation, AugmentConfig, apply_augmentation, draw_augmentation
 
@@ -171,10 +175,10 @@ class Loader:
 
 def packed_arrays(dataset):
     """(points (O, N, 3), labels (O,) int64) for datasets that expose them, else (None, None)."""
-    points = getattr(dataset, "points_array", None)
+    points = contract.points_array(dataset)
     if points is None:
         return None, None
-    rows = array_rows(dataset)
+    rows = contract.array_rows(dataset)
     if points.ndim != 3 or points.shape[2] != 3 or (rows is None and points.shape[0] != len(dataset)):
         objects = len(dataset) if rows is None else "O"
         raise ValueError(f"dataset.points_array: expected shape ({objects}, N, 3), got {points.shape}")
@@ -182,19 +186,12 @@ def packed_arrays(dataset):
         rows.shape != (len(dataset),) or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(points)
     ):
         raise ValueError(f"dataset.array_rows: expected {len(dataset)} rows of points_array (0..{len(points) - 1})")
-    labels = getattr(dataset, "labels_array", None)
+    labels = contract.labels_array(dataset)
     if labels is None:
-        labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        labels = contract.labels(dataset)
     if labels.shape[0] != len(dataset):
         raise ValueError(f"dataset.labels_array: expected {len(dataset)} labels, got {labels.shape[0]}")
     return points, labels
-
-
-def array_rows(dataset) -> Optional[np.ndarray]:
-    """The row of dataset.points_array holding each object, or None when object i is row i."""
-    rows = getattr(dataset, "array_rows", None)
-    return None if rows is None else np.asarray(rows, dtype=np.int64)
 
 
 def check_finite(points: np.ndarray, index) -> None:
@@ -209,7 +206,7 @@ def stacked_arrays(dataset, backend: str):
     finite."""
     points, labels = packed_arrays(dataset)
     if points is not None:
-        rows = array_rows(dataset)
+        rows = contract.array_rows(dataset)
         if rows is not None:
             points = points[rows]
         check_finite(points, np.arange(len(points)))
@@ -228,8 +225,7 @@ def stacked_arrays(dataset, backend: str):
 
 
 def check_num_points(num_points: int, num_stored: int) -> None:
-    if num_points > num_stored:
-        raise ValueError(f"num_points: expected at most {num_stored} (points stored per object), got {num_points}")
+    check_int("num_points", num_points, 1, num_stored, why="points stored per object")
 
 
 def gather_numpy(
@@ -370,7 +366,9 @@ class TorchLoader(Loader):
         self._sampler = _EpochSampler(plan)
         pin = torch.cuda.is_available() and (self.device is None or self.device.type == "cuda")
         self._loader = torch.utils.data.DataLoader(
-            _BatchReader(dataset, points, labels, num_points, augment, seed, array_rows(dataset), targets, plan.rank),
+            _BatchReader(
+                dataset, points, labels, num_points, augment, seed, contract.array_rows(dataset), targets, plan.rank
+            ),
             sampler=self._sampler,
             batch_size=None,
             num_workers=num_workers,
@@ -382,7 +380,7 @@ class TorchLoader(Loader):
         self._sampler.epoch, self._sampler.first = epoch, first
         for batch in self._loader:
             if self.device is not None:
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                batch = {k: v if k == "index" else v.to(self.device, non_blocking=True) for k, v in batch.items()}
             yield batch
 
 
@@ -400,11 +398,12 @@ class DeviceLoader(Loader):
         self.seed = seed
 
     def _iterate(self, epoch, first):
-        order = self.plan.order(epoch).to(self.device)
+        host_order = self.plan.order(epoch)
+        order = host_order.to(self.device)
         b = self.plan.batch_size
         for i in range(first, len(self.plan)):
             index = order[i * b : (i + 1) * b]
             g = batch_generator(self.seed, epoch, i, self.device) if self.augment is not None else None
             subset, aug = draw_batch(g, len(index), self.points.shape[1], self.num_points, self.augment)
             points = gather_tensor(self.points, index, self.num_points, subset)
-            yield finish_batch(points, self.labels[index], index, aug)
+            yield finish_batch(points, self.labels[index], host_order[i * b : (i + 1) * b], aug)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_dir
 from ..hashing import file_sha256
-from .base import check_num_points
+from ..validate import check_int
 from .formats import open_dataset
 from .packed import FILES, FORMAT, VERSION
 from .subsample import prefix_indices
@@ -71,11 +71,9 @@ def pack(
     The source is read at its stored size (normalised), then each cloud is reduced to ``num_points`` by
     farthest point sampling from index 0, ``batch_size`` clouds of equal size per FPS call, files read by
     ``workers`` threads."""
-    num_points = check_num_points(num_points)
-    if num_points is None:
-        raise ValueError("num_points: expected a positive int, got None")
-    if batch_size < 1 or workers < 1:
-        raise ValueError(f"batch_size, workers: expected positive ints, got {batch_size}, {workers}")
+    num_points = check_int("num_points", num_points, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    workers = check_int("workers", workers, 1)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise ValueError(f"out_dir: {out} already exists (pass overwrite=True to replace it)")

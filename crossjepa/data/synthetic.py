@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from ..validate import check_choice, check_int
+
 _VERSION = 1
 _SPLITS = {"train": 0, "test": 1}
 
@@ -202,26 +204,27 @@ class SyntheticShapes:
     from disjoint seeds, so they never share an object.
     """
 
+    kind = "synthetic"
+    fps_ordered = False
+
     def __init__(self, num_objects, num_points=2048, seed=0, split="train"):
-        if not isinstance(num_objects, int) or num_objects < 1:
-            raise ValueError(f"num_objects: expected a positive int, got {num_objects!r}")
-        if not isinstance(num_points, int) or num_points < 1:
-            raise ValueError(f"num_points: expected a positive int, got {num_points!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-        if split not in _SPLITS:
-            raise ValueError(f"split: expected one of {sorted(_SPLITS)}, got {split!r}")
-        self.num_objects, self.num_points, self.seed, self.split = num_objects, num_points, seed, split
+        self.num_objects = check_int("num_objects", num_objects, 1)
+        self.num_points = check_int("num_points", num_points, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.split = check_choice("split", split, _SPLITS)
         self.classes = list(CLASSES)
+        self.labels = np.arange(self.num_objects, dtype=np.int64) % len(CLASSES)
+        self.names = [str(i) for i in range(self.num_objects)]
 
     def __len__(self):
         return self.num_objects
 
     def __getitem__(self, index):
+        index = check_int("index", index)
         if not -self.num_objects <= index < self.num_objects:
             raise IndexError(f"index {index} out of range for {self.num_objects} objects")
         index %= self.num_objects
-        label = index % len(CLASSES)
+        label = int(self.labels[index])
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
         return {"points": torch.from_numpy(make_shape(label, rng, self.num_points)), "label": label}
 

@@ -23,6 +23,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..validate import check_choice, check_int, check_number, check_positive
+
 ROTATIONS = ("up", "so3", "none")
 
 
@@ -36,18 +38,13 @@ class AugmentConfig:
     translate: float = 0.0  # per-axis shift drawn from [-translate, translate]; breaks correspondence
 
     def __post_init__(self):
-        if self.rotation not in ROTATIONS:
-            raise ValueError(f"rotation: expected one of {ROTATIONS}, got {self.rotation!r}")
-        if self.up_axis not in (0, 1, 2):
-            raise ValueError(f"up_axis: expected 0, 1 or 2, got {self.up_axis!r}")
-        if not self.jitter_sigma >= 0:
-            raise ValueError(f"jitter_sigma: expected >= 0, got {self.jitter_sigma!r}")
-        if not self.jitter_clip > 0:
-            raise ValueError(f"jitter_clip: expected > 0, got {self.jitter_clip!r}")
+        check_choice("rotation", self.rotation, ROTATIONS)
+        check_int("up_axis", self.up_axis, 0, 2)
+        check_number("jitter_sigma", self.jitter_sigma, 0)
+        check_positive("jitter_clip", self.jitter_clip)
         if self.scale is not None and not (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]):
             raise ValueError(f"scale: expected None or (lo, hi) with 0 < lo <= hi, got {self.scale!r}")
-        if not self.translate >= 0:
-            raise ValueError(f"translate: expected >= 0, got {self.translate!r}")
+        check_number("translate", self.translate, 0)
 
 
 @dataclass
@@ -98,6 +95,7 @@ def _quaternion_rotation(q: torch.Tensor) -> torch.Tensor:
 def random_rotation(batch_size: int, generator: torch.Generator, mode: str = "up", up_axis: int = 1) -> torch.Tensor:
     """Random rotations (B, 3, 3) float32 on the generator's device: uniform angle about `up_axis` ("up"),
     uniform over SO(3) ("so3", from a normalised Gaussian quaternion), or the identity ("none")."""
+    check_choice("mode", mode, ROTATIONS)
     device = generator.device
     if mode == "up":
         angle = torch.rand(batch_size, generator=generator, device=device) * (2 * math.pi)
@@ -105,9 +103,7 @@ def random_rotation(batch_size: int, generator: torch.Generator, mode: str = "up
     if mode == "so3":
         q = torch.randn(batch_size, 4, generator=generator, device=device)
         return _quaternion_rotation(torch.nn.functional.normalize(q, dim=-1))
-    if mode == "none":
-        return torch.eye(3, device=device).expand(batch_size, 3, 3).contiguous()
-    raise ValueError(f"mode: expected one of {ROTATIONS}, got {mode!r}")
+    return torch.eye(3, device=device).expand(batch_size, 3, 3).contiguous()
 
 
 def draw_augmentation(

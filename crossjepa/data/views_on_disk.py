@@ -32,7 +32,7 @@ import torch
 
 from crossjepa.render.cameras import look_at
 
-from ..validate import check_choice, check_int
+from ..validate import check_choice, check_int, check_positive
 
 DEFAULT_RADIUS = 3.2
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -117,9 +117,7 @@ class ViewsOnDisk:
             raise ValueError(f"azimuths: expected distinct whole degrees in [0, 360), got {self.azimuths}")
         settings = _read_settings(self.root)
         self.elevation_deg = float(elevation_deg if elevation_deg is not None else settings.get("elevation_deg", 0.0))
-        self.radius = float(radius if radius is not None else settings.get("radius", DEFAULT_RADIUS))
-        if not self.radius > 0:
-            raise ValueError(f"radius: expected > 0, got {self.radius}")
+        self.radius = check_positive("radius", radius if radius is not None else settings.get("radius", DEFAULT_RADIUS))
         self.poses = orbit_poses(self.azimuths, self.elevation_deg, self.radius)
         self.backend, self.device = self._resolve_backend(backend, device)
         self._pipe = None

@@ -52,8 +52,8 @@ def _layer(name: str, depth: int) -> int:
 
 
 def layerwise_groups(model: PointClassifier, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
-    """AdamW parameter groups: lr * layer_decay ** (depth + 1 - layer), no weight decay on norms, biases and
-    tokens (pretraining's rule)."""
+    """AdamW parameter groups: lr * layer_decay ** (depth + 1 - layer), weight decay by pretraining's rule
+    (train/optim.no_weight_decay)."""
     depth = len(model.encoder.blocks)
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():

@@ -26,16 +26,17 @@ from tqdm.auto import tqdm
 from ..atomic import write_json, write_text
 from ..config_io import dump_yaml
 from ..data import open_dataset
+from ..data.contract import dataset_labels, is_scanned
 from ..data.formats.fewshot import FOLD_DIR
+from ..data.subset import Subset
 from ..device import resolve_device
 from .classifier import EncoderSource, PointClassifier
+from .config import FewshotConfig
 from .features import extract_features
 from .finetune import accuracy, eval_loader, fit
-from .finetune_config import FewshotConfig
 from .finetune_run import check_resume_config
 from .probe import linear_probe
 from .probe_run import carve, open_test_split
-from .splits import LabelledSubset, dataset_labels, is_scanned
 
 
 def fold_files(path: Path, way: int, shot: int) -> list[Path] | None:
@@ -112,12 +113,12 @@ def episodes(cfg: FewshotConfig, num_points: int):
     for fold in range(cfg.folds):
         rng = np.random.default_rng([cfg.seed, fold])
         s_idx, s_lab, q_idx, q_lab = draw_episode(labels[support_ids], query_labels, cfg.way, cfg.shot, cfg.query, rng)
-        queries = LabelledSubset(train, support_ids[q_idx], q_lab)
+        queries = Subset(train, support_ids[q_idx], q_lab)
         if query_ids is not None:
-            queries = LabelledSubset(query_set, query_ids[q_idx], q_lab)
+            queries = Subset(query_set, query_ids[q_idx], q_lab)
         yield (
             fold,
-            LabelledSubset(train, support_ids[s_idx], s_lab),
+            Subset(train, support_ids[s_idx], s_lab),
             queries,
             f"drawn (seed {cfg.seed}, fold {fold}), query from {query_from}",
         )

@@ -24,7 +24,7 @@ from ..data.transforms import AugmentConfig
 from ..train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..train.optim import build_optimizer, load_optimizer_state
 from .classifier import PointClassifier, layerwise_groups
-from .finetune_config import ClassifierTraining
+from .config import ClassifierTraining
 
 
 def eval_loader(

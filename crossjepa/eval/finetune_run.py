@@ -18,14 +18,15 @@ import yaml
 
 from ..atomic import atomic_target, write_json, write_text
 from ..config_io import dump_yaml
-from ..data import open_dataset
+from ..data import contract, open_dataset
+from ..data.carve import stratified_split
+from ..data.subset import Subset
 from ..device import resolve_device
 from ..train.checkpoint import save_weights
 from .classifier import EncoderSource, PointClassifier
+from .config import FinetuneConfig
 from .finetune import accuracy, eval_loader, fit, vote_accuracy
-from .finetune_config import FinetuneConfig
 from .probe_run import carve, open_test_split
-from .splits import dataset_labels, is_scanned, stratified_split, subset
 
 
 def protocol(cfg: FinetuneConfig, has_test: bool) -> str:
@@ -52,7 +53,7 @@ def summary(values) -> dict:
 
 
 def num_classes(dataset, labels: np.ndarray) -> int:
-    classes = getattr(dataset, "classes", None)
+    classes = contract.classes(dataset)
     count = len(classes) if classes else int(labels.max()) + 1
     if count < 2:
         raise ValueError(f"--data: expected labelled objects of at least two classes, got {count}")
@@ -91,14 +92,14 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
     source = EncoderSource(cfg.checkpoint, cfg.random_init, cfg.preset)
     num_points = cfg.train.num_points or source.num_points
     train_full = open_dataset(cfg.data, split="train", num_points=num_points)
-    labels = dataset_labels(train_full)
+    labels = contract.dataset_labels(train_full)
     if cfg.unseen:  # the test part is the carve pretraining never saw, whatever splits the source has
         rest, held, _ = carve(train_full, cfg.unseen)
-        test_split, train_ids = subset(train_full, labels, held), rest
+        test_split, train_ids = Subset(train_full, held), rest
     else:
         test_split, train_ids = open_test_split(cfg.data, num_points=num_points), None
     classes = num_classes(train_full, labels)
-    augment = cfg.train.augment.resolve(is_scanned(train_full))
+    augment = cfg.train.augment.resolve(contract.is_scanned(train_full))
     out = Path(cfg.out)
     if resume:
         check_resume_config(out / "config.yaml", cfg)
@@ -137,7 +138,7 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False, progress: bool = Tru
         "val_accuracy": [r["val_accuracy"] for r in results],
         "best_epoch": [r["best_epoch"] for r in results],
         "splits": [r["splits"] for r in results],
-        "classes": getattr(train_full, "classes", None),
+        "classes": contract.classes(train_full),
         "vote": None,
         "config": yaml.safe_load(dump_yaml(cfg)),
     }
@@ -160,12 +161,12 @@ def _run_seed(
     test_set = test_split
     if test_split is None:
         rest, held = stratified_split(labels, cfg.test_fraction, seed, "test_fraction")
-        test_set = subset(train_full, labels, held)
+        test_set = Subset(train_full, held)
     train_part, val_part = stratified_split(labels[rest], cfg.val_fraction, seed, "val_fraction")
     if cfg.label_fraction < 1:  # fewer labels, same validation part: the label-efficiency curve
         _, labelled = stratified_split(labels[rest[train_part]], cfg.label_fraction, seed, "label_fraction")
         train_part = train_part[labelled]
-    train_set, val_set = subset(train_full, labels, rest[train_part]), subset(train_full, labels, rest[val_part])
+    train_set, val_set = Subset(train_full, rest[train_part]), Subset(train_full, rest[val_part])
 
     torch.manual_seed(seed)
     s = cfg.train

@@ -48,140 +48,93 @@ def carve(dataset, path) -> tuple[np.ndarray, np.ndarray, dict]:
     return rest, unseen, info
 
 
-def probe_checkpoint(
-    data: str,
-    *,
-    checkpoint=None,
-    random_init: bool = False,
-    preset: str = "default",
-    seeds: int = 3,
-    folds: int = 5,
-    num_points=None,
-    device="auto",
-    unseen=None,
-    progress: bool = True,
-    solver: str = "fast",
-) -> dict:
-    """`crossjepa probe`: load (or randomly initialise) a model and probe it on `data`'s splits (`unseen`: an
-    unseen-objects file: fit on the other training objects, score on those)."""
-    from ..data import open_dataset
+def probe_checkpoint(cfg, progress: bool = True) -> dict:
+    """`crossjepa probe` with --checkpoint or --random-init (cfg: eval.config.ProbeConfig): load (or randomly
+    initialise) a model and probe it on the data's splits (`unseen`: an unseen-objects file: fit on the other
+    training objects, score on those)."""
+    from ..data import contract, open_dataset
+    from ..data.subset import Subset
     from ..device import resolve_device
     from ..models import build
     from ..train.checkpoint import load_pretrained
-    from .splits import dataset_labels, subset
 
-    dev = resolve_device(device)
-    if checkpoint:
-        model = load_pretrained(checkpoint, device=dev)
-        source = str(checkpoint)
-    elif random_init:
+    dev = resolve_device(cfg.device)
+    if cfg.checkpoint:
+        model = load_pretrained(cfg.checkpoint, device=dev)
+        source = str(cfg.checkpoint)
+    elif cfg.random_init:
         torch.manual_seed(0)
-        model = build(preset).to(dev)
-        source = f"random-init ({preset})"
+        model = build(cfg.preset).to(dev)
+        source = f"random-init ({cfg.preset})"
     else:
-        raise ValueError("--checkpoint or --random-init: expected one of them")
-    train_ds = open_dataset(data, split="train")
+        raise ValueError("--checkpoint or --random-init: expected exactly one of them")
+    train_ds = open_dataset(cfg.data, split="train")
     carved = None
-    if unseen:
-        rest, held, carved = carve(train_ds, unseen)
-        labels = dataset_labels(train_ds)
-        train_set, test_set = subset(train_ds, labels, rest), subset(train_ds, labels, held)
+    if cfg.unseen:
+        rest, held, carved = carve(train_ds, cfg.unseen)
+        train_set, test_set = Subset(train_ds, rest), Subset(train_ds, held)
     else:
-        train_set, test_set = train_ds, open_test_split(data)
-    check_classes(dataset_labels(train_set), f"--data {data}: the objects the probe is fitted on")
-    report = probe_encoder(
-        model,
-        train_set,
-        test_set,
-        seeds=tuple(range(seeds)),
-        folds=folds,
-        num_points=num_points,
-        progress=progress,
-        solver=solver,
-    )
+        train_set, test_set = train_ds, open_test_split(cfg.data)
+    check_classes(contract.dataset_labels(train_set), f"--data {cfg.data}: the objects the probe is fitted on")
+    seeds = tuple(range(cfg.seeds))
+    options = {"folds": cfg.folds, "num_points": cfg.num_points, "solver": cfg.solver}
+    report = probe_encoder(model, train_set, test_set, seeds=seeds, progress=progress, **options)
     report.update(
         {
-            "protocol": protocol(folds, seeds, test_set is not None, carved, solver),
+            "protocol": protocol(cfg.folds, cfg.seeds, test_set is not None, carved, cfg.solver),
             "encoder": source,
-            "data": data,
+            "data": cfg.data,
             "train_objects": len(train_set),
             "test_objects": None if test_set is None else len(test_set),
-            "classes": getattr(train_ds, "classes", None),
+            "classes": contract.classes(train_ds),
             "unseen": carved,
         }
     )
     return report
 
 
-def probe_teacher_cache(
-    data: str,
-    cache: str,
-    *,
-    test_cache: str | None = None,
-    unseen=None,
-    seeds: int = 3,
-    folds: int = 5,
-    solver: str = "fast",
-    device="auto",
-) -> dict:
-    """`crossjepa probe --teacher-cache`: the teacher ceiling, the same protocol on the teacher's own
-    view-averaged embeddings (`test_cache`: the test split's cache; `unseen`: an unseen-objects file; without
-    either, nested CV on train)."""
+def probe_teacher_cache(cfg) -> dict:
+    """`crossjepa probe --teacher-cache` (cfg: eval.config.ProbeConfig): the teacher ceiling, the same protocol on
+    the teacher's own view-averaged embeddings (`test_cache`: the test split's cache; `unseen`: an unseen-objects
+    file; without either, nested CV on train)."""
     from ..data import open_dataset
+    from ..data.contract import dataset_labels
     from ..device import resolve_device
     from ..teacher import open_cache
     from .probe import probe_teacher
-    from .splits import dataset_labels
-
-    if test_cache and unseen:
-        raise ValueError("--test-cache: expected either it or --unseen, not both")
 
     def opened(path, split):
-        dataset, teacher_cache = open_dataset(data, split=split), open_cache(path)
+        dataset, teacher_cache = open_dataset(cfg.data, split=split), open_cache(path)
         teacher_cache.check_dataset(dataset)
         return dataset, teacher_cache
 
-    train_ds, train_cache = opened(cache, "train")
+    train_ds, train_cache = opened(cfg.teacher_cache, "train")
     labels, carved, train_objects = dataset_labels(train_ds), None, len(train_ds)
-    fitted_on = f"--data {data}: the objects the probe is fitted on"
-    if unseen:
-        rest, held, carved = carve(train_ds, unseen)
+    options = {"seeds": tuple(range(cfg.seeds)), "folds": cfg.folds, "solver": cfg.solver}
+    options["device"] = resolve_device(cfg.device)
+    fitted_on = f"--data {cfg.data}: the objects the probe is fitted on"
+    if cfg.unseen:
+        rest, held, carved = carve(train_ds, cfg.unseen)
         train_objects = len(rest)
         check_classes(labels[rest], fitted_on)
 
         def rows(ids):  # probe_teacher reads only the embeddings of the cache it is given
             return SimpleNamespace(embeddings=np.asarray(train_cache.embeddings[ids]))
 
-        report = probe_teacher(
-            rows(rest),
-            labels[rest],
-            rows(held),
-            labels[held],
-            seeds=tuple(range(seeds)),
-            folds=folds,
-            solver=solver,
-            device=resolve_device(device),
-        )
+        report = probe_teacher(rows(rest), labels[rest], rows(held), labels[held], **options)
     else:
         check_classes(labels, fitted_on)
         test = (None, None)
-        if test_cache:
-            test_ds, test_teacher_cache = opened(test_cache, "test")
+        if cfg.test_cache:
+            test_ds, test_teacher_cache = opened(cfg.test_cache, "test")
             test = (test_teacher_cache, dataset_labels(test_ds))
-        report = probe_teacher(
-            train_cache,
-            labels,
-            *test,
-            seeds=tuple(range(seeds)),
-            folds=folds,
-            solver=solver,
-            device=resolve_device(device),
-        )
+        report = probe_teacher(train_cache, labels, *test, **options)
+    teacher = train_cache.meta["teacher"]["name"]
     report.update(
         {
-            "protocol": protocol(folds, seeds, test_cache is not None, carved, solver),
-            "encoder": f"teacher {train_cache.meta['teacher']['name']} (view-averaged embeddings of {cache})",
-            "data": data,
+            "protocol": protocol(cfg.folds, cfg.seeds, cfg.test_cache is not None, carved, cfg.solver),
+            "encoder": f"teacher {teacher} (view-averaged embeddings of {cfg.teacher_cache})",
+            "data": cfg.data,
             "train_objects": train_objects,
             "unseen": carved,
         }

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.argument_checks import check_attention_args
+from ..validate import check_choice
 from .triton_limits import HEAD_DIMS, interpreting, triton_supports
 
 _MODES = ("auto", "triton", "sdpa")
@@ -86,8 +87,7 @@ def _environment() -> _Environment:
     global _env
     if _env is None:
         mode = os.environ.get("CROSSJEPA_ATTENTION", "auto").strip().lower() or "auto"
-        if mode not in _MODES:
-            raise ValueError(f"CROSSJEPA_ATTENTION: expected one of {', '.join(_MODES)}, got {mode!r}")
+        check_choice("CROSSJEPA_ATTENTION", mode, _MODES)
         _env = _Environment(mode, interpreting())
     return _env
 

@@ -6,9 +6,9 @@ CLI and ablated. Fields are plain ints/floats/strs/bools so they round-trip thro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..config_io import override
+from ..config_io import override, setting
 from ..validate import check_choice, check_int, check_number, check_positive
 
 FPS_STARTS = ("zero", "random")
@@ -31,14 +31,14 @@ class TokenizerConfig:
     P >= max(num_groups, group_size).
     """
 
-    num_points: int = 1024
-    num_groups: int = 64
-    group_size: int = 32
-    fps_start: str = "zero"
-    local_hidden: int = 128  # mini-PointNet, per point: 3 -> local_hidden -> local_out, max-pool
-    local_out: int = 256
-    global_hidden: int = 512  # concat(point, pooled) 2*local_out -> global_hidden -> width, max-pool
-    pos_hidden: int = 128  # positional MLP on centers: 3 -> pos_hidden -> width
+    num_points: int = setting(1024, "points per cloud the loaders and the feature extractor feed")
+    num_groups: int = setting(64, "patch tokens: FPS centers per cloud")
+    group_size: int = setting(32, "nearest neighbours per center")
+    fps_start: str = setting("zero", "FPS start point: zero (index 0) or random")
+    local_hidden: int = setting(128, "mini-PointNet, per point: 3 -> local_hidden -> local_out, max-pool")
+    local_out: int = setting(256, "mini-PointNet per-point output width")
+    global_hidden: int = setting(512, "mini-PointNet: concat(point, pooled) 2*local_out -> global_hidden -> width")
+    pos_hidden: int = setting(128, "positional MLP on centers: 3 -> pos_hidden -> width")
 
     def __post_init__(self) -> None:
         _positive_ints(
@@ -52,28 +52,27 @@ class TokenizerConfig:
             pos_hidden=self.pos_hidden,
         )
         check_choice("tokenizer.fps_start", self.fps_start, FPS_STARTS)
-        if max(self.num_groups, self.group_size) > self.num_points:
-            raise ValueError(f"tokenizer.num_points: expected >= num_groups and group_size, got {self.num_points}")
+        need = max(self.num_groups, self.group_size)
+        check_int("tokenizer.num_points", self.num_points, need, why="num_groups and group_size")
 
 
 @dataclass
 class EncoderConfig:
     """Pre-norm transformer over [cls, patch tokens]; positional embedding added before every block."""
 
-    width: int = 384
-    heads: int = 6
-    depth: int = 6
-    mlp_ratio: float = 2.5
-    drop_path: float = 0.1
-    readout_layers: int = 1  # probe/embed features: pooled patch tokens averaged over the last N blocks
+    width: int = setting(384, "token width")
+    heads: int = setting(6, "attention heads")
+    depth: int = setting(6, "transformer blocks")
+    mlp_ratio: float = setting(2.5, "MLP hidden width / token width")
+    drop_path: float = setting(0.1, "stochastic depth rate of the last block (linear from 0)")
+    readout_layers: int = setting(1, "probe/embed features: pooled patch tokens averaged over the last N blocks")
 
     def __post_init__(self) -> None:
         _positive_ints(
             "encoder", width=self.width, heads=self.heads, depth=self.depth, readout_layers=self.readout_layers
         )
         check_positive("encoder.mlp_ratio", self.mlp_ratio)
-        if self.readout_layers > self.depth:
-            raise ValueError(f"encoder.readout_layers: expected at most depth={self.depth}, got {self.readout_layers}")
+        check_int("encoder.readout_layers", self.readout_layers, 1, self.depth, why="depth")
         if self.width % self.heads:
             raise ValueError(f"encoder.heads: expected a divisor of width {self.width}, got {self.heads}")
         check_number("encoder.drop_path", self.drop_path, 0, 1, hi_open=True)
@@ -89,13 +88,13 @@ class PredictorConfig:
     (concat(max, mean) of its patch tokens), so what the predictor needs must be in what the probe reads.
     """
 
-    width: int = 384
-    depth: int = 3
-    heads: int = 6
-    mlp_ratio: float = 3.5
-    drop_path: float = 0.0
-    conditioning: str = "token"
-    input: str = "pooled"  # measured: the probe features then carry what the predictor uses
+    width: int = setting(384, "token width")
+    depth: int = setting(3, "transformer blocks")
+    heads: int = setting(6, "attention heads")
+    mlp_ratio: float = setting(3.5, "MLP hidden width / token width")
+    drop_path: float = setting(0.0, "stochastic depth rate of the last block (linear from 0)")
+    conditioning: str = setting("token", "how the view condition enters: token, adaln or both")
+    input: str = setting("pooled", "tokens or pooled (measured: the probe features then carry what it uses)")
 
     def __post_init__(self) -> None:
         _positive_ints("predictor", width=self.width, heads=self.heads, depth=self.depth)
@@ -115,16 +114,16 @@ class ConditionConfig:
     inverse ("w2c"), as the full 3x3 matrix (9 numbers) or its first two columns ("6d").
     """
 
-    frequencies: int = 6  # Fourier bands 2^0..2^(F-1) (times pi) per pose number, plus the raw value
-    histogram_bins: int = 8
-    hidden: int = 384
-    rotation_format: str = "matrix"
-    rotation_frame: str = "c2w"
-    use_pose: bool = True
+    frequencies: int = setting(6, "Fourier bands 2^0..2^(F-1) (times pi) per pose number, plus the raw value")
+    histogram_bins: int = setting(8, "colour histogram bins per channel")
+    hidden: int = setting(384, "condition MLP width")
+    rotation_format: str = setting("matrix", "camera rotation as the 3x3 matrix or 6d (its first two columns)")
+    rotation_frame: str = setting("c2w", "camera rotation of the c2w pose or of its inverse (w2c)")
+    use_pose: bool = setting(True, "condition on the camera pose")
     # Off by default: our renderer colours a view by its surface normals, so the view's histogram describes the
     # object's shape, and a predictor that reads it needs little from the encoder (measured: the encoder then
     # learns less). Turn it on for renders whose colours the points cannot know (textured renders from disk).
-    use_histogram: bool = False
+    use_histogram: bool = setting(False, "condition on the view's colour histogram")
 
     def __post_init__(self) -> None:
         _positive_ints("condition", histogram_bins=self.histogram_bins, hidden=self.hidden)
@@ -137,11 +136,11 @@ class ConditionConfig:
 
 @dataclass
 class ModelConfig:
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    predictor: PredictorConfig = field(default_factory=PredictorConfig)
-    condition: ConditionConfig = field(default_factory=ConditionConfig)
-    teacher_dim: int = 768
+    tokenizer: TokenizerConfig = setting(factory=TokenizerConfig, help="point cloud -> patch tokens")
+    encoder: EncoderConfig = setting(factory=EncoderConfig, help="the point encoder")
+    predictor: PredictorConfig = setting(factory=PredictorConfig, help="predicts the teacher's view embeddings")
+    condition: ConditionConfig = setting(factory=ConditionConfig, help="the view condition")
+    teacher_dim: int = setting(768, "teacher embedding width (set from the cache by pretrain)")
 
     def __post_init__(self) -> None:
         check_int("model.teacher_dim", self.teacher_dim, 1)
@@ -173,6 +172,7 @@ def _tiny() -> ModelConfig:
 
 
 PRESETS = {"default": _default, "tiny": _tiny}
+PRESET_NAMES = tuple(PRESETS)
 
 
 def preset_config(preset: str = "default", teacher_dim: int | None = None, **overrides) -> ModelConfig:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..validate import check_choice
+
 LOSS_KINDS = ("smooth_l1", "mse", "cosine")
 
 
@@ -28,8 +30,7 @@ def crossjepa_loss(
     as is. To recover teacher-space embeddings use `e_hat * std + mean`.
     kind: "smooth_l1" (Huber with `beta`), "mse", or "cosine" (1 - cosine similarity, mean over views).
     """
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"kind: expected one of {', '.join(LOSS_KINDS)}, got {kind!r}")
+    check_choice("kind", kind, LOSS_KINDS)
     if e_hat.shape != target.shape:
         raise ValueError(f"target: expected shape {tuple(e_hat.shape)} to match e_hat, got {tuple(target.shape)}")
     d = e_hat.shape[-1]

@@ -1,19 +1,18 @@
 """Argument checks of every kernel: the point ops (FPS, kNN, group) and attention.
 
-Every check raises a ValueError/TypeError whose single-line message names the argument and what was
-expected, so that nothing malformed ever reaches a kernel (no segfaults, no errors from inside C++/CUDA).
+Every check raises a ValueError/TypeError whose single-line message, in validate.py's style ("<name>: expected
+<what>, got <value>"), names the argument and what was expected, so that nothing malformed ever reaches a kernel
+(no segfaults, no errors from inside C++/CUDA).
 The ``normalize_*`` helpers return the canonical arguments the kernels take: contiguous clouds, int64
 ``lengths`` (B,) and int64 ``start`` (B,) on the points' device.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
-from ..validate import check_int
+from ..validate import check_int, is_int
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -25,13 +24,13 @@ def _type_name(value) -> str:
 def check_cloud(name: str, value) -> None:
     """A (B, N, 3) float32/float16/bfloat16 tensor with N >= 1."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, N, 3), got {_type_name(value)}")
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, N, 3), got {_type_name(value)}")
     if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {value.dtype}")
+        raise TypeError(f"{name}: expected float32, float16 or bfloat16, got {value.dtype}")
     if value.dim() != 3 or value.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(value.shape)}")
+        raise ValueError(f"{name}: expected shape (B, N, 3), got {tuple(value.shape)}")
     if value.shape[1] == 0:
-        raise ValueError(f"{name} must hold at least one point per cloud, got shape {tuple(value.shape)}")
+        raise ValueError(f"{name}: expected at least one point per cloud, got shape {tuple(value.shape)}")
 
 
 def _all_finite(value: torch.Tensor) -> bool:
@@ -45,23 +44,23 @@ def _all_finite(value: torch.Tensor) -> bool:
 
 def check_finite(name: str, value: torch.Tensor) -> None:
     if value.numel() and not _all_finite(value):
-        raise ValueError(f"{name} must be finite, found NaN or Inf (pass check_finite=False to skip this check)")
+        raise ValueError(f"{name}: expected finite values, found NaN or Inf (check_finite=False skips this check)")
 
 
 def check_same_batch(name: str, value: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     if value.device != ref.device:
-        raise ValueError(f"{name} must be on the same device as {ref_name} ({ref.device}), got {value.device}")
+        raise ValueError(f"{name}: expected {ref_name}'s device {ref.device}, got {value.device}")
     if value.dtype != ref.dtype:
-        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got {value.dtype}")
+        raise TypeError(f"{name}: expected {ref_name}'s dtype {ref.dtype}, got {value.dtype}")
     if value.shape[0] != ref.shape[0]:
-        raise ValueError(f"{name} must have the same batch size as {ref_name} ({ref.shape[0]}), got {value.shape[0]}")
+        raise ValueError(f"{name}: expected {ref_name}'s batch size {ref.shape[0]}, got {value.shape[0]}")
 
 
 def _check_index_tensor(name: str, value, batch: int) -> torch.Tensor:
     if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
+        raise TypeError(f"{name}: expected an integer tensor, got {value.dtype}")
     if value.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},), got {tuple(value.shape)}")
+        raise ValueError(f"{name}: expected shape ({batch},), got {tuple(value.shape)}")
     return value.to(torch.int64)
 
 
@@ -71,13 +70,13 @@ def normalize_lengths(lengths, points: torch.Tensor) -> tuple[torch.Tensor, int]
     if lengths is None:
         return torch.full((batch,), n, dtype=torch.int64, device=points.device), n
     if not isinstance(lengths, torch.Tensor):
-        raise TypeError(f"lengths must be a torch.Tensor of shape ({batch},) or None, got {_type_name(lengths)}")
+        raise TypeError(f"lengths: expected a torch.Tensor of shape ({batch},) or None, got {_type_name(lengths)}")
     lengths = _check_index_tensor("lengths", lengths, batch).to(points.device)
     if batch == 0:
         return lengths, n
     low, high = int(lengths.min()), int(lengths.max())
     if low < 1 or high > n:
-        raise ValueError(f"lengths must be in [1, {n}] (points per cloud), got values in [{low}, {high}]")
+        raise ValueError(f"lengths: expected values in [1, {n}] (points per cloud), got values in [{low}, {high}]")
     return lengths, low
 
 
@@ -85,10 +84,10 @@ def normalize_start(start_index, lengths: torch.Tensor, min_length: int, generat
     """int, LongTensor (B,) or "random" -> int64 start indices (B,) on the lengths' device."""
     batch, device = lengths.shape[0], lengths.device
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {_type_name(generator)}")
+        raise TypeError(f"generator: expected a torch.Generator or None, got {_type_name(generator)}")
     if isinstance(start_index, str):
         if start_index != "random":
-            raise ValueError(f'start_index must be an int, a LongTensor (B,) or "random", got {start_index!r}')
+            raise ValueError(f'start_index: expected "random", a LongTensor (B,) or an int, got {start_index!r}')
         gen_device = generator.device if generator is not None else torch.device("cpu")
         u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
         if u.device.type == "cpu" and device.type == "cuda":
@@ -101,10 +100,10 @@ def normalize_start(start_index, lengths: torch.Tensor, min_length: int, generat
     if isinstance(start_index, torch.Tensor):
         start = _check_index_tensor("start_index", start_index, batch).to(device)
         if batch and (bool((start < 0).any()) or bool((start >= lengths).any())):
-            raise ValueError("start_index must satisfy 0 <= start_index[b] < lengths[b] (points in cloud b)")
+            raise ValueError("start_index: expected 0 <= start_index[b] < lengths[b] (points in cloud b)")
         return start.contiguous()
-    if isinstance(start_index, bool) or not isinstance(start_index, numbers.Integral):
-        raise TypeError(f'start_index must be an int, a LongTensor (B,) or "random", got {_type_name(start_index)}')
+    if not is_int(start_index):
+        raise TypeError(f'start_index: expected "random", a LongTensor (B,) or an int, got {_type_name(start_index)}')
     start = check_int("start_index", start_index, 0, min_length - 1, why="points in the smallest cloud")
     return torch.full((batch,), start, dtype=torch.int64, device=device)
 
@@ -125,9 +124,9 @@ def _check_query_cloud(name: str, tensor, points) -> None:
     """`points` a valid cloud and `tensor` a (B, M, 3) tensor of query points for the same batch."""
     check_cloud("points", points)
     if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, M, 3), got {_type_name(tensor)}")
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, M, 3), got {_type_name(tensor)}")
     if tensor.dim() != 3 or tensor.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (B, M, 3), got {tuple(tensor.shape)}")
+        raise ValueError(f"{name}: expected shape (B, M, 3), got {tuple(tensor.shape)}")
     check_same_batch(name, tensor, "points", points)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..validate import check_choice
+
 OPS = ("farthest_point_sample", "knn", "group")
 
 
@@ -54,12 +56,11 @@ def _load_extension():
 
 def _resolve(op_name: str, device) -> tuple[str, str]:
     """(backend, reason for falling back to the reference or "")."""
-    if op_name not in OPS:
-        raise ValueError(f"op_name must be one of {', '.join(OPS)}, got {op_name!r}")
+    check_choice("op_name", op_name, OPS)
     try:
         device = torch.device(device)
     except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"device must be a torch.device or a device string, got {device!r}") from exc
+        raise ValueError(f"device: expected a torch.device or a device string, got {device!r}") from exc
     ext, reason = _load_extension()
     if ext is None:
         return "torch", reason

@@ -2,8 +2,8 @@
 OUT/bench_<device>[_<suites>][_quick].json (suites named when a subset runs: runs of different suites keep
 separate files).
 
-With `--load 0,1,2` every suite runs once per load level: with that many background processes spinning a core
-each (crossjepa.perf.load), every row recording its level, so quiet and busy figures sit in one file.
+Every row records its load level: the number of background processes keeping a core busy while it ran (0 for
+`crossjepa bench`; benchmarks/under_load.py runs the suites at several levels into one file).
 Each case's calls stop once they have used `--case-budget` seconds (crossjepa.perf.timing.measure; the row's
 repeats and note say how many ran), and the torch.compile cases run only with `--compile`, so a run's length
 is bounded by its number of cases. A line on stderr reports every case as it finishes, and the JSON is
@@ -14,6 +14,7 @@ and `write_results`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import tempfile
@@ -21,30 +22,11 @@ import time
 from pathlib import Path
 
 from ..atomic import write_json
-from .cli_args import SUITES
+from .cli_args import SUITES, BenchConfig, parse_suites
 from .env import describe, environment
-from .load import spinners
 from .suites import Settings, run_suite
 
 SCHEMA = "crossjepa-bench/1"
-
-
-def parse_suites(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SUITES]
-    if not names or unknown:
-        raise ValueError(f"--suite: expected a comma-separated list from {','.join(SUITES)}, got {text!r}")
-    return list(dict.fromkeys(names))
-
-
-def parse_loads(text: str) -> list[int]:
-    try:
-        loads = [int(x) for x in text.split(",")]
-    except ValueError:
-        loads = []
-    if not loads or min(loads) < 0:
-        raise ValueError(f"--load: expected comma-separated counts of spinning processes >= 0, got {text!r}")
-    return list(dict.fromkeys(loads))
 
 
 def _si(value: float) -> str:
@@ -170,7 +152,12 @@ def run_bench(
     case_budget_s: float | None = None,
     compile: bool = False,
     progress=lambda line: print(line, file=sys.stderr, flush=True),
+    background=None,
 ) -> Path:
+    """Run `suites` once per level of `loads`, each inside `background(level)`, a context manager that keeps that
+    many cores busy (benchmarks/under_load.py); without one, `loads` must be (0,)."""
+    if background is None and list(loads) != [0]:
+        raise ValueError(f"loads: expected (0,) without a background load to run them beside, got {loads}")
     options = {"case_budget_s": case_budget_s, "compile": compile}
     results = new_results(device, quick, suites, list(loads), "crossjepa bench", options)
     path = Path(out) / results_name("bench", device, suites, quick)
@@ -187,7 +174,7 @@ def run_bench(
 
     with tempfile.TemporaryDirectory(prefix="crossjepa-bench-") as tmp:
         for load in loads:
-            with spinners(load):
+            with background(load) if background else contextlib.nullcontext():
                 for name in suites:
                     workdir = Path(tmp) / f"{name}-load{load}"
                     workdir.mkdir()
@@ -204,20 +191,19 @@ def run_bench(
     return path
 
 
-def run_bench_command(args) -> Path:
+def run_bench_command(cfg: BenchConfig, quiet: bool = False, loads=(0,), background=None) -> Path:
+    """`crossjepa bench` (and benchmarks/under_load.py, which passes `loads` and their `background`)."""
     from ..device import resolve_device
 
-    if args.case_budget < 0:
-        raise ValueError(f"--case-budget: expected seconds >= 0 (0: no budget), got {args.case_budget:g}")
-    suites, loads = parse_suites(args.suite), parse_loads(args.load)
-    progress = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    progress = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     return run_bench(
-        resolve_device(args.device),
-        suites,
-        args.quick,
-        Path(args.out),
+        resolve_device(cfg.device),
+        parse_suites(cfg.suite),
+        cfg.quick,
+        Path(cfg.out),
         loads,
-        case_budget_s=args.case_budget or None,
-        compile=args.compile,
+        case_budget_s=cfg.case_budget or None,
+        compile=cfg.compile,
         progress=progress,
+        background=background,
     )

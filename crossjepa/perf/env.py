@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-_REPO = Path(__file__).resolve().parents[2]
+_SOURCE = Path(__file__).resolve().parents[2]  # the folder holding the crossjepa package
 # Variables that change how the CPU kernels and torch run their threads (OpenMP waiting, pool sizes, ISA).
 THREADING_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CROSSJEPA_")
 
@@ -52,11 +52,15 @@ def cpu_model() -> str:
 
 
 def git_commit() -> dict:
-    """HEAD of the checkout the package runs from and whether it has local changes; "unknown" outside one."""
-    commit = _run(["git", "rev-parse", "HEAD"], cwd=_REPO)
+    """HEAD of the source checkout the package runs from (an editable install, or a clone on the path) and whether
+    it has local changes; "unknown" for an installed copy, whose folder is no checkout of its own (git would find
+    whatever repository happens to contain site-packages)."""
+    if not (_SOURCE / ".git").exists():
+        return {"commit": "unknown", "dirty": None}
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=_SOURCE)
     if not commit:
         return {"commit": "unknown", "dirty": None}
-    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO)
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_SOURCE)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

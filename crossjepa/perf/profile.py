@@ -150,7 +150,7 @@ def profile_training(
 ) -> dict:
     from ..models import build
     from ..train.config import TrainConfig
-    from ..train.pretrain import build_optimizer
+    from ..train.optim import build_optimizer
     from ..train.step import TrainStep
 
     cuda = device.type == "cuda"
@@ -263,17 +263,14 @@ def profile_training(
     return summary
 
 
-def run_profile_command(args) -> dict:
+def run_profile_command(cfg) -> dict:
+    """`crossjepa profile` with its settings (perf/cli_args.ProfileConfig)."""
     from ..device import resolve_device
 
-    for name in ("steps", "batch_size", "views"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected a positive int, got {value}")
-    device = resolve_device(args.device)
+    device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
-    preset = args.preset or ("default" if cuda else "tiny")
-    batch = args.batch_size or (512 if cuda else 4)
-    out = Path(args.out)
+    preset = cfg.preset or ("default" if cuda else "tiny")
+    batch = cfg.batch_size or (512 if cuda else 4)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    return profile_training(device, preset, batch, args.views, args.steps, out)
+    return profile_training(device, preset, batch, cfg.views, cfg.steps, out)

@@ -29,6 +29,7 @@ import torch
 
 from .. import ops
 from ..models import build
+from ..validate import check_choice
 from . import references as refs
 from .case import Case, Settings, first_line, threads
 from .inputs import ball_clouds
@@ -153,7 +154,7 @@ def train_shape(device: torch.device, quick: bool) -> tuple[str, int, int, int |
 def _step_factory(base, batch, device, *, reference: bool, compiled: bool, amp: bool, conv_embed: bool = False):
     def factory():
         from ..train.config import TrainConfig
-        from ..train.pretrain import build_optimizer
+        from ..train.optim import build_optimizer
         from ..train.step import TrainStep
 
         if reference:
@@ -524,8 +525,7 @@ def add_ratios(rows: list[dict], cases: list[Case]) -> None:
 
 
 def run_suite(name: str, settings: Settings, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    if name not in SUITES:
-        raise ValueError(f"--suite: unknown suite {name!r}; expected some of {', '.join(SUITES)}")
+    check_choice("suite", name, SUITES)
     rows, cases = [], []
     for case in SUITES[name](settings):
         rows.append(run_case(name, case, settings))

@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from ..validate import check_int, check_number
+
 MB = 2.0**20
 
 
@@ -163,10 +165,9 @@ def measure(
 ) -> Timing:
     """Time `repeats` calls of fn after `warmup` untimed ones, within `budget_s` seconds when given; see the
     module docstring."""
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"warmup, repeats: expected >= 0 and >= 1, got {warmup}, {repeats}")
-    if budget_s is not None and budget_s <= 0:
-        raise ValueError(f"budget_s: expected a positive number of seconds or None, got {budget_s}")
+    check_int("warmup", warmup, 0)
+    check_int("repeats", repeats, 1)
+    check_number("budget_s", budget_s, 0, lo_open=True, optional=True)
     device = torch.device(device)
     began = time.perf_counter()
     per_call = _warm_up(fn, device, warmup, budget_s)

@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from ..validate import check_int, check_number, check_positive
+
 WORLD_UP = (0.0, 1.0, 0.0)
 # Camera distance for unit-sphere objects: at 3.2 the whole sphere subtends asin(1 / 3.2) = 18.2 degrees off
 # axis, inside the default 40 degree field of view (20 degrees each side), so no object is ever cropped.
@@ -42,16 +44,18 @@ def _eyes(azimuth, elevation, radius):
     )
 
 
+def _check_sphere(num_views, radius) -> None:
+    check_int("num_views", num_views, 1)
+    check_positive("radius", radius)
+
+
 def sphere_poses(num_views, radius=DEFAULT_RADIUS, elevations_deg=(-20.0, 30.0), azimuth_offset_deg=0.0):
     """Deterministic cameras (V, 4, 4) looking at the origin.
 
     View i sits at azimuth offset + 360 * i / V and cycles through `elevations_deg`, so every view has its own
     azimuth and consecutive views alternate between the rings.
     """
-    if not isinstance(num_views, int) or num_views < 1:
-        raise ValueError(f"num_views: expected a positive int, got {num_views!r}")
-    if radius <= 0:
-        raise ValueError(f"radius: expected > 0, got {radius}")
+    _check_sphere(num_views, radius)
     if len(elevations_deg) == 0:
         raise ValueError("elevations_deg: expected at least one elevation")
     i = torch.arange(num_views, dtype=torch.float64)
@@ -62,10 +66,7 @@ def sphere_poses(num_views, radius=DEFAULT_RADIUS, elevations_deg=(-20.0, 30.0),
 
 def random_poses(num_views, generator=None, radius=DEFAULT_RADIUS):
     """Cameras (V, 4, 4) at directions uniform on the sphere of `radius`, looking at the origin."""
-    if not isinstance(num_views, int) or num_views < 1:
-        raise ValueError(f"num_views: expected a positive int, got {num_views!r}")
-    if radius <= 0:
-        raise ValueError(f"radius: expected > 0, got {radius}")
+    _check_sphere(num_views, radius)
     u = torch.rand(num_views, 2, generator=generator, dtype=torch.float64)
     azimuth = 2 * math.pi * u[:, 0]
     elevation = torch.asin(2 * u[:, 1] - 1)  # uniform in sin(elevation) = uniform area on the sphere
@@ -74,8 +75,7 @@ def random_poses(num_views, generator=None, radius=DEFAULT_RADIUS):
 
 def focal_length(image_size, fov_deg):
     """Focal length in pixels for a square image whose full horizontal field of view is `fov_deg`."""
-    if not 0 < fov_deg < 180:
-        raise ValueError(f"fov_deg: expected in (0, 180), got {fov_deg}")
+    check_number("fov_deg", fov_deg, 0, 180, lo_open=True, hi_open=True)
     return 0.5 * image_size / math.tan(math.radians(fov_deg) / 2)
 
 

@@ -2,6 +2,8 @@
 
 import torch
 
+from ..validate import check_int
+
 
 def color_histogram(image, mask, bins=8):
     """Histogram (..., 3 * bins) of image (..., 3, H, W) in [0, 1] over pixels where mask (..., 1, H, W) is True.
@@ -15,8 +17,7 @@ def color_histogram(image, mask, bins=8):
         raise ValueError(
             f"mask: expected shape {tuple(image.shape[:-3]) + (1,) + tuple(image.shape[-2:])}, got {tuple(mask.shape)}"
         )
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins: expected a positive int, got {bins!r}")
+    check_int("bins", bins, 1)
     lead = image.shape[:-3]
     values = image.reshape(-1, 3, image.shape[-2] * image.shape[-1]).float()
     weight = mask.reshape(-1, 1, values.shape[-1]).expand_as(values).float()

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from ..ops import knn
+from ..validate import check_choice, check_int, check_positive
 from .cameras import to_pixels, world_to_camera
 from .eigen3 import smallest_eigenvectors
 
@@ -155,18 +156,14 @@ def render_points(points, poses, image_size=224, fov_deg=40.0, point_radius=None
     light above-left of the camera plus ambient light (the look of a shaded object in a photo). `point_radius`
     is in pixels (default `default_point_radius(image_size, P)`).
     """
-    if shading not in SHADINGS:
-        raise ValueError(f"shading: expected one of {SHADINGS}, got {shading!r}")
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    check_choice("shading", shading, SHADINGS)
+    check_int("image_size", image_size, 1)
     cam = world_to_camera(points, poses)  # validates shapes
     B, V, P, _ = cam.shape
     if P == 0:
         raise ValueError("points: expected at least one point per cloud, got P = 0")
     S = image_size
-    radius = default_point_radius(S, P) if point_radius is None else float(point_radius)
-    if not radius > 0:
-        raise ValueError(f"point_radius: expected > 0 pixels, got {point_radius}")
+    radius = default_point_radius(S, P) if point_radius is None else check_positive("point_radius", point_radius)
     uv, z = to_pixels(cam, S, fov_deg)
 
     chunk = max(1, _CHUNK // (P * len(_footprint(radius, "cpu")[0])))

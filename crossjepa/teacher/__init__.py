@@ -1,7 +1,7 @@
 """The frozen image teacher (any timm model) and the embedding cache built with it.
 
-timm is imported only when a teacher is loaded; if torchvision is missing, a minimal stand-in is installed
-first (crossjepa.teacher.torchvision_stub).
+timm is imported only when a teacher is loaded; if torchvision is missing, a minimal stand-in serves that import
+only (crossjepa.teacher.torchvision_stub).
 """
 
 from .cache import CacheCorruptError, TeacherCache, build_cache, open_cache, verify_cache

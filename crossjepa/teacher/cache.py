@@ -37,7 +37,7 @@ from crossjepa import render
 
 from ..atomic import atomic_target, replace_dir, write_bytes
 from ..hashing import file_sha256
-from ..validate import check_int
+from ..validate import check_int, is_int
 from .build_lock import acquire_lock, release_lock
 from .shards import Shards
 from .views import RenderedViews, describe_view_source, read_view_batch
@@ -549,7 +549,7 @@ def open_cache(cache_dir) -> TeacherCache:
         chunk_size, chunks, stats_sha = meta["chunk_size"], meta["chunks"], meta["stats"]["sha256"]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"cache: {path / META} is incomplete (missing {exc})") from exc
-    if not isinstance(chunk_size, int) or chunk_size < 1 or not isinstance(chunks, dict) or not stats_sha:
+    if not is_int(chunk_size) or chunk_size < 1 or not isinstance(chunks, dict) or not stats_sha:
         raise ValueError(f"cache: {path / META} has no valid chunk checksums")
     arrays = {}
     for name, (dtype, shape) in shapes.items():

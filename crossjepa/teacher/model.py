@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hashing import file_sha256
-from ..validate import check_int
+from ..validate import check_choice, check_int
 from .inference import optimize_for_inference
-from .torchvision_stub import ensure_torchvision
+from .torchvision_stub import missing_torchvision, standing_in
 from .weights import PACKAGES, package_weights
 
 __all__ = ["DEFAULT_TEACHER", "POOLINGS", "Teacher", "load_teacher"]
@@ -29,9 +29,14 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _import_timm():
-    ensure_torchvision()
+    """timm; imported with the torchvision stand-in only when it is not imported yet and torchvision is missing."""
+    missing = None if "timm" in sys.modules else missing_torchvision()
     try:
-        import timm
+        if missing is None:
+            import timm
+        else:
+            with standing_in(*missing):
+                import timm
     except ModuleNotFoundError as exc:
         if exc.name == "timm":
             raise ModuleNotFoundError(
@@ -147,8 +152,7 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"teacher weights: no such file {path}")
     suffix = path.suffix.lower()
-    if suffix not in (".safetensors", ".pth", ".pt"):
-        raise ValueError(f"teacher weights: expected a .safetensors, .pth or .pt file, got {path}")
+    check_choice(f"teacher weights {path}", suffix, (".safetensors", ".pth", ".pt"))
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -224,8 +228,7 @@ def load_teacher(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a timm model name, got {name!r}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    check_choice("pooling", pooling, POOLINGS)
     check_int("image_size", image_size, 1)
     if weights is not None and random_init:
         raise ValueError("weights: expected no weights file together with random_init=True")

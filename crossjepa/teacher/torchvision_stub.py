@@ -3,8 +3,9 @@
 timm imports torchvision at module level (``FrozenBatchNorm2d``, the ``transforms`` module and
 ``InterpolationMode`` for its data pipeline, a few dataset classes in its dataset factory), but building
 and running a model needs none of it except ``FrozenBatchNorm2d``. torchvision has no CPU build on the
-package index that matches every torch, so crossjepa installs this module tree into ``sys.modules`` when,
-and only when, ``import torchvision`` fails. A real torchvision is always preferred.
+package index that matches every torch, so when, and only when, ``import torchvision`` fails, crossjepa puts this
+module tree into ``sys.modules`` for the time it takes to import timm (``standing_in``), and takes it out again:
+the rest of the process sees torchvision as missing, as it is. A real torchvision is always preferred.
 
 What the stand-in provides:
   torchvision.ops.misc.FrozenBatchNorm2d             a real implementation (same buffers as torchvision's)
@@ -19,6 +20,7 @@ submodules not listed here (``torchvision.models``, ``torchvision.utils``, ...) 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib.machinery
 import logging
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ensure_torchvision", "install", "is_stub"]
+__all__ = ["FrozenBatchNorm2d", "is_stub", "missing_torchvision", "standing_in"]
 
 _log = logging.getLogger(__name__)
 _VERSION = "0.0.0+crossjepa.stub"
@@ -137,36 +139,35 @@ def is_stub(module: types.ModuleType | None = None) -> bool:
     return getattr(module, "__version__", None) == _VERSION
 
 
-def install() -> None:
-    """Put the stand-in into ``sys.modules`` unconditionally (replacing any half-imported torchvision)."""
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        del sys.modules[name]
-    sys.modules.update(_build())
-
-
-def ensure_torchvision() -> bool:
-    """Import torchvision; if that fails, install the stand-in. Returns True if the stand-in is in use.
-
-    A torchvision that is installed but broken (e.g. built for another torch: its C++ ops fail to load) is
-    treated like a missing one. The switch is logged once per process.
-    """
-    if is_stub():
-        return True
+def missing_torchvision() -> tuple[int, str] | None:
+    """None when torchvision imports; else (log level, why not): not installed (INFO), or installed but broken,
+    e.g. built for another torch so that its C++ ops fail to load (WARNING)."""
     try:
         import torchvision  # noqa: F401
 
-        return False
+        return None
     except ModuleNotFoundError as exc:
         if exc.name == "torchvision":
-            level, reason = logging.INFO, "torchvision is not installed"
-        else:
-            level, reason = logging.WARNING, f"torchvision failed to import ({exc})"
+            return logging.INFO, "torchvision is not installed"
+        return logging.WARNING, f"torchvision failed to import ({exc})"
     except (ImportError, RuntimeError, OSError, AttributeError) as exc:
-        level, reason = logging.WARNING, f"torchvision failed to import ({type(exc).__name__}: {exc})"
-    install()
-    _log.log(
-        level,
-        "%s: using crossjepa's minimal torchvision stand-in for timm (crossjepa.teacher.torchvision_stub)",
-        reason,
-    )
-    return True
+        return logging.WARNING, f"torchvision failed to import ({type(exc).__name__}: {exc})"
+
+
+def _drop_torchvision() -> None:
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
+
+
+@contextlib.contextmanager
+def standing_in(level: int, reason: str):
+    """The stand-in in ``sys.modules`` while the block runs (timm's import) and gone after it: timm keeps the few
+    objects it took, and nothing else in the process finds a torchvision that is not installed. Logs `reason`
+    at `level`; timm is imported once per process, so that is once."""
+    _drop_torchvision()  # a half-imported broken torchvision
+    sys.modules.update(_build())
+    _log.log(level, "%s: timm imported with crossjepa's minimal torchvision stand-in (%s)", reason, __name__)
+    try:
+        yield
+    finally:
+        _drop_torchvision()

@@ -6,23 +6,24 @@ value is one ValueError naming the field, not a ZeroDivisionError a thousand ste
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from .. import shared_settings as shared
 from ..config_io import setting
-from ..validate import check_bool, check_choice, check_int, check_number, check_str
+from ..data.loaders import BACKENDS
+from ..data.transforms import ROTATIONS
+from ..models.config import PRESET_NAMES
+from ..models.loss import LOSS_KINDS
+from ..validate import check_bool, check_choice, check_device, check_int, check_number, check_str
 
-LOADERS = ("torch", "device", "dali")
-LOSSES = ("smooth_l1", "mse", "cosine")
 NONFINITE = ("stop", "skip")
-ROTATIONS = ("up", "so3", "none")
 
 
 @dataclass
 class OptimConfig:
     lr: float = setting(1e-3, "peak learning rate")
-    weight_decay: float = setting(0.05, "AdamW weight decay (norms, biases and tokens are not decayed)")
+    weight_decay: float = setting(0.05, "AdamW weight decay (not of norms, biases and the cls token)")
     betas: tuple[float, float] = setting((0.9, 0.95), "AdamW betas")
     warmup_fraction: float = setting(0.05, "linear warmup, as a fraction of all steps; then cosine decay")
     min_lr_ratio: float = setting(0.01, "the cosine decays to this fraction of the peak learning rate")
@@ -32,7 +33,7 @@ class OptimConfig:
         check_number("optim.lr", self.lr, 0, lo_open=True)
         check_number("optim.weight_decay", self.weight_decay, 0)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
-            raise ValueError(f"optim.betas: expected two numbers in [0, 1), got {self.betas!r}")
+            raise TypeError(f"optim.betas: expected two numbers in [0, 1), got {self.betas!r}")
         for beta in self.betas:
             check_number("optim.betas", beta, 0, 1, hi_open=True)
         check_number("optim.warmup_fraction", self.warmup_fraction, 0, 1)
@@ -42,13 +43,16 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    data: str = setting("synthetic:1000", "dataset spec: a path or synthetic:N", required=True)
+    """`crossjepa pretrain`: the point encoder learns to predict, from the points, the teacher's cached embedding
+    of each rendered view (build the cache with `crossjepa cache` first)."""
+
+    data: str = shared.data("synthetic:1000")
     cache: str = setting("", "teacher cache directory (crossjepa cache)", required=True)
-    out: str = setting("runs/pretrain", "output directory (checkpoints, model.safetensors, metrics)", required=True)
-    preset: str = setting("default", "model preset: default | tiny")
+    out: str = shared.out("directory (checkpoints, model.safetensors, metrics)", "runs/pretrain")
+    preset: Literal[PRESET_NAMES] = setting("default", "model preset")
     model_overrides: list[str] = setting(
         factory=list,
-        help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable)",
+        help="override a model config field, e.g. --model-set encoder.depth=4 (repeatable; --help-model lists them)",
         flags=("--model-set",),
         metavar="KEY=VALUE",
     )
@@ -56,19 +60,19 @@ class TrainConfig:
     views_per_object: int = setting(4, "views sampled per object per step from the cache", flags=("--views",))
     epochs: int = setting(100, "train for E passes over the data", one_of="steps")
     max_steps: Optional[int] = setting(None, "train for exactly N optimizer steps (overrides --epochs)", one_of="steps")
-    num_points: Optional[int] = setting(None, "points per cloud fed to the model (default: the model's)")
+    num_points: Optional[int] = shared.model_points()
     augment: bool = setting(True, "rotation (--rotation) and jitter; the cameras turn with the points")
-    rotation: Literal["up", "so3", "none"] = setting("up", "augmentation rotation: about the up axis (y), any, none")
-    loader: Literal["torch", "device", "dali"] = setting("torch", "data loader backend")
+    rotation: Literal[ROTATIONS] = setting("up", "augmentation rotation: about the up axis (y), any, none")
+    loader: Literal[BACKENDS] = setting("torch", "data loader backend")
     num_workers: Optional[int] = setting(None, "torch loader workers (default: min(4, CPUs))")
-    loss: Literal["smooth_l1", "mse", "cosine"] = setting("smooth_l1", "loss against the teacher embeddings")
+    loss: Literal[LOSS_KINDS] = setting("smooth_l1", "loss against the teacher embeddings")
     optim: OptimConfig = setting(factory=OptimConfig, help="optimizer: AdamW, warmup then cosine decay")
     checkpoint_every: int = setting(500, "write a checkpoint every K steps")
     log_every: int = setting(10, "log metrics every K steps")
     seed: int = setting(0, "seed of the model init, data order, augmentation and views")
-    device: str = setting("auto", "auto | cpu | cuda | cuda:N; auto: cuda when available")
+    device: str = shared.device()
     amp: bool = setting(True, "bf16 autocast on CUDA; ignored on CPU")
-    nonfinite: Literal["stop", "skip"] = setting(
+    nonfinite: Literal[NONFINITE] = setting(
         "stop",
         "a step whose loss or gradient is NaN/Inf is never applied; stop: the run ends at the next log "
         "or checkpoint with one line naming the step and the last good checkpoint; skip: training goes on, "
@@ -91,16 +95,14 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        from ..models.config import PRESETS
-
         check_str("data", self.data)
         check_str("cache", self.cache, allow_empty=True)  # filled in by the CLI; pretrain() opens it
         check_str("out", self.out)
-        check_choice("preset", self.preset, PRESETS)
+        check_choice("preset", self.preset, PRESET_NAMES)
         if not isinstance(self.model_overrides, list) or not all(
             isinstance(o, str) and "=" in o for o in self.model_overrides
         ):
-            raise ValueError(f"model_overrides: expected a list of KEY=VALUE strings, got {self.model_overrides!r}")
+            raise TypeError(f"model_overrides: expected a list of KEY=VALUE strings, got {self.model_overrides!r}")
         for name in ("batch_size", "views_per_object", "epochs", "checkpoint_every", "log_every"):
             check_int(name, getattr(self, name), 1)
         check_int("max_steps", self.max_steps, 1, optional=True)
@@ -111,12 +113,11 @@ class TrainConfig:
         check_bool("augment", self.augment)
         check_choice("rotation", self.rotation, ROTATIONS)
         check_bool("amp", self.amp)
-        check_choice("loader", self.loader, LOADERS)
-        check_choice("loss", self.loss, LOSSES)
+        check_choice("loader", self.loader, BACKENDS)
+        check_choice("loss", self.loss, LOSS_KINDS)
         check_choice("nonfinite", self.nonfinite, NONFINITE)
         check_number("heldout_fraction", self.heldout_fraction, 0, 0.5, hi_open=True)
         check_number("unseen_fraction", self.unseen_fraction, 0, 0.5, hi_open=True)
         if not isinstance(self.optim, OptimConfig):
-            raise ValueError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
-        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise TypeError(f"optim: expected an OptimConfig, got {type(self.optim).__name__}")
+        check_device("device", self.device)

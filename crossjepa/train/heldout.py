@@ -13,32 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.loaders import array_rows
-from ..data.subsample import subsample
+from ..data.subsample import fixed_size_batches
 from ..models.loss import standardize
-
-
-class ObjectSubset(torch.utils.data.Dataset):
-    """The objects `ids` of `dataset`, renumbered 0..len-1 (`ids[i]` is the original index). A packed
-    dataset's arrays stay visible, row-mapped (`array_rows`), so loaders still gather whole batches from them."""
-
-    def __init__(self, dataset, ids) -> None:
-        self.dataset, self.ids = dataset, np.asarray(ids, dtype=np.int64)
-        self.classes = getattr(dataset, "classes", None)
-        points = getattr(dataset, "points_array", None)
-        if points is not None:
-            rows = array_rows(dataset)
-            self.points_array = points
-            self.array_rows = self.ids if rows is None else rows[self.ids]
-            labels = getattr(dataset, "labels_array", None)
-            if labels is not None:
-                self.labels_array = np.asarray(labels, dtype=np.int64)[self.ids]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i) -> dict:
-        return self.dataset[int(self.ids[i])]
 
 
 def split_heldout(num_objects: int, fraction: float, seed: int, unseen=()) -> tuple[np.ndarray, np.ndarray]:
@@ -67,21 +43,15 @@ def heldout_scores(
     histograms = model.config.condition.use_histogram  # the cache's are read only when the model uses them
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(0)  # the same point subsample at every evaluation
+    # The feature extractor's clouds (seed 0): the same points at every evaluation.
+    batches = fixed_size_batches(dataset, num_points, batch_size=batch_size, ids=ids, device=device)
     targets, preds = [], []
     try:
-        for start in range(0, len(ids), batch_size):
-            rows = ids[start : start + batch_size]
-            points = torch.stack(
-                [
-                    subsample(torch.as_tensor(dataset[int(i)]["points"], dtype=torch.float32), num_points, generator)
-                    for i in rows
-                ]
-            )
+        for rows, points, _ in batches:
             poses = torch.from_numpy(np.asarray(cache.poses[rows])).to(device)
             hist = torch.from_numpy(np.asarray(cache.histograms[rows])).to(device) if histograms else None
             goal = standardize(torch.from_numpy(np.asarray(cache.embeddings[rows])).to(device), mean, std)
-            pred = model(points.to(device), poses, hist).float()
+            pred = model(points, poses, hist).float()
             targets.append(goal.reshape(-1, goal.shape[-1]).double().cpu())
             preds.append(pred.reshape(-1, pred.shape[-1]).double().cpu())
     finally:

@@ -8,7 +8,10 @@ import torch
 
 
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
-    """Norms, biases and learned tokens are not decayed."""
+    """Parameters with fewer than two dimensions (norms, biases) and those named ...token (the encoder's cls
+    token) are not decayed. Point-MAE's rule, and the one every published number was measured with: the cls
+    token's positional embedding (encoder.cls_pos) and the predictor's query token (predictor.query) are decayed
+    like the other weights."""
     return param.ndim < 2 or name.endswith("token")
 
 

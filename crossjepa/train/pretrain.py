@@ -21,6 +21,7 @@ from ..atomic import write_json, write_text
 from ..config_io import apply_overrides, dump_yaml
 from ..data import make_loader, open_dataset
 from ..data.carve import UNSEEN_FILE, carve_unseen
+from ..data.subset import Subset
 from ..data.targets import CachedTargets
 from ..data.transforms import AugmentConfig, rotate_poses
 from ..device import resolve_device
@@ -31,7 +32,7 @@ from ..teacher import open_cache
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .config import TrainConfig
 from .distributed import DistInfo, barrier, close_distributed, init_distributed, rank_device
-from .heldout import ObjectSubset, heldout_scores, split_heldout
+from .heldout import heldout_scores, split_heldout
 from .optim import build_optimizer, load_optimizer_state
 from .plots import plot_loss_curve
 from .step import TrainStep
@@ -92,7 +93,7 @@ def _pretrain(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resum
     # map it back to the cache's numbering where the batch is built, so its targets come with it.
     targets = CachedTargets(cache, cfg.views_per_object, train_ids, histograms=model.config.condition.use_histogram)
     loader = make_loader(
-        ObjectSubset(dataset, train_ids),
+        Subset(dataset, train_ids),
         cfg.batch_size // dist_info.world_size,
         backend=cfg.loader,
         shuffle=True,

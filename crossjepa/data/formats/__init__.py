@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ...validate import check_choice
 from .. import packed
 from ..base import SplitNotFound, check_num_points
 from . import classfolder, fewshot, hdf5, modelnet, shapenet
@@ -59,8 +60,7 @@ def _open_file(path: Path, split: str, **options):
 def _open_folder(root: Path, split: str, **options):
     for candidate in (root, root / split):
         if packed.is_packed(candidate):
-            if options["up_axis"] not in (None, "y"):
-                raise ValueError(f"up_axis: {candidate} is packed, stored y-up already; got {options['up_axis']!r}")
+            check_choice("up_axis", options["up_axis"], (None, "y"), why=f"{candidate} is packed, stored y-up already")
             return packed.PackedDataset(candidate, split=split, num_points=options["num_points"])
     if any(packed.is_packed(child) for child in root.iterdir()):
         raise SplitNotFound(f"{root}: holds packed splits but no packed folder {root / split}")
@@ -90,8 +90,7 @@ def open_dataset(spec, split: str = "train", num_points=None, *, normalize: bool
         raise ValueError(f"split: expected a non-empty string such as 'train' or 'test', got {split!r}")
     num_points = check_num_points(num_points)
     if isinstance(spec, str) and spec.startswith("synthetic:"):
-        if up_axis not in (None, "y"):
-            raise ValueError(f"up_axis: synthetic shapes are generated y-up; got {up_axis!r}")
+        check_choice("up_axis", up_axis, (None, "y"), why="synthetic shapes are generated y-up")
         return _synthetic(spec, split, num_points, seed)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"spec: expected 'synthetic:N' or a path, got {type(spec).__name__}")

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...validate import check_choice
 from ..base import ArrayDataset, PointCloudDataset, SplitNotFound, corrupt
 from .classfolder import FileDataset
 from .common import load_pickle, split_file
@@ -71,8 +72,7 @@ def open_dat(path: Path, split: str, classes=None, names=None, **options) -> Arr
 
 
 def open_modelnet(root: Path, split: str, **options) -> PointCloudDataset:
-    if split not in ("train", "test"):
-        raise ValueError(f"split: ModelNet has 'train' and 'test', got {split!r}")
+    check_choice("split", split, ("train", "test"), why="ModelNet's splits")
     prefix = _prefix(root)
     classes = _lines(root / f"{prefix}_shape_names.txt") if prefix else None
     listing = root / f"{prefix}_{split}.txt"

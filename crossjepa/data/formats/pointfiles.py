@@ -70,4 +70,4 @@ def _read_cloud_file(path: Path, mesh_points: int, rng_key) -> np.ndarray:
         if not len(triangles):  # readers refuse this already; a mesh never turns into its vertex cloud
             raise ValueError(f"{path}: a mesh with no triangles")
         return sample_surface(vertices, triangles, mesh_points, np.random.default_rng(list(rng_key)), path)
-    raise ValueError(f"{path}: unsupported point file extension {ext!r} (expected one of {', '.join(EXTENSIONS)})")
+    raise ValueError(f"{path}: unsupported point file extension {ext!r} (known: {', '.join(EXTENSIONS)})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ...validate import check_choice
 from ..base import SplitNotFound
 from .classfolder import FileDataset
 
@@ -27,8 +28,7 @@ def _entries(path: Path) -> list[str]:
 
 def open_shapenet(root: Path, split: str, **options) -> FileDataset:
     lists, clouds = find(root)
-    if split not in ("train", "test"):
-        raise ValueError(f"split: ShapeNet55 has 'train' and 'test', got {split!r}")
+    check_choice("split", split, ("train", "test"), why="ShapeNet55's splits")
     entries = _entries(lists / f"{split}.txt")
     if not entries:
         raise SplitNotFound(f"{lists / f'{split}.txt'}: missing or empty ShapeNet55 split list")
