@@ -58,15 +58,16 @@ class CacheConfig:
     point_radius: Optional[float] = setting(None, "splat radius in pixels (default: from image size and points)")
     views_dir: Optional[str] = setting(None, "embed existing renders from this folder instead of rendering")
     num_points: int = shared.stored_points("used for rendering")
-    batch_size: int = setting(64, "images per teacher batch")
+    batch_size: Optional[int] = setting(None, "images per teacher batch (default: 16 on a CPU, 64 on a GPU)")
     device: str = shared.device()
     resume: bool = setting(False, "continue an interrupted build")
     overwrite: bool = setting(False, "replace a finished cache built differently")
 
     def __post_init__(self) -> None:
         check_str("teacher", self.teacher)
-        for name in ("image_size", "views", "num_points", "batch_size"):
+        for name in ("image_size", "views", "num_points"):
             check_int(name, getattr(self, name), 1)
+        check_int("batch_size", self.batch_size, 1, optional=True)
         check_choice("shading", self.shading, SHADINGS)
         check_number("point_radius", self.point_radius, 0, lo_open=True, optional=True)
         check_device("device", self.device)

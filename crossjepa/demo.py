@@ -83,7 +83,6 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
             out / f"cache_{split}",
             teacher,
             num_views=DEMO_VIEWS,
-            batch_size=64,
             resume=True,
             overwrite=True,
             progress=progress,

@@ -369,3 +369,17 @@ def test_resume_takes_over_the_lock_of_a_dead_build(tmp_path, reference, dataset
     build_cache(dataset, out, teacher, resume=True, **BUILD)
     assert_same_bytes(out, reference)
     assert not _lock_of(out).exists()
+
+
+def test_the_default_batch_follows_the_teacher_device(tmp_path, dataset, teacher, reference):
+    """No batch_size: the device's default (16 images on a CPU, where a batch stays in the cache), recorded in
+    meta.json; the bytes equal a build with any other batch."""
+    from crossjepa.teacher.cache import DEFAULT_BATCH_SIZE
+
+    settings = {k: v for k, v in BUILD.items() if k != "batch_size"}
+    out = build_cache(dataset, tmp_path / "cache", teacher, **settings)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["build"] == {"batch_size": DEFAULT_BATCH_SIZE["cpu"], "device": "cpu"}
+    assert DEFAULT_BATCH_SIZE["cpu"] == 16
+    for name in ("embeddings.npy", "poses.npy", "histograms.npy"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name

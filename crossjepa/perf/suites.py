@@ -339,23 +339,28 @@ def train_cases(s: Settings) -> Iterator[Case]:
 
 def cache_cases(s: Settings) -> Iterator[Case]:
     """Render, teacher and whole-build rows of the teacher cache, today's path beside the previous one (the
-    teacher as timm builds it, the renderer's pooled hole filling); on a GPU also DINOv2 ViT-B/14 (random-init:
-    the same compute as the paper's teacher, no weights needed)."""
+    teacher as timm builds it, the renderer's pooled hole filling, 64 images per batch); on a GPU also DINOv2
+    ViT-B/14 (random-init: the same compute as the paper's teacher, no weights needed)."""
     from ..data.synthetic import SyntheticShapes
     from ..teacher import RenderedViews, build_cache, load_teacher
+    from ..teacher.cache import DEFAULT_BATCH_SIZE
 
     if s.quick:
         size, objects, views, points = 64, 2, 2, 512
     else:  # ModelNet40's clouds (1,024 points) at the teacher's own resolution, the recipe's 4 views
         size, views, points = 224, 4, 1024
         objects = 256 if s.cuda else 32
-    per_call = max(1, (256 if s.cuda else 64) // views)  # objects per teacher batch: the CLI's 64 images on a CPU
+    # Render and teacher rows at today's default batch; the build rows each at its path's default: today's
+    # (DEFAULT_BATCH_SIZE) against the previous one (64 images on every device).
+    default_batch = DEFAULT_BATCH_SIZE["cuda" if s.cuda else "cpu"]
+    batches = {"optimized": default_batch, "previous": 64}
+    per_call = max(1, default_batch // views)
     # Shapes generated once, held in memory: the timed build reads clouds as it would from a packed dataset.
     shapes = SyntheticShapes(objects, num_points=points)
     dataset = _Clouds(torch.stack([shapes[i]["points"] for i in range(objects)]))
     source = RenderedViews(dataset, views, size, device=s.device)
     images = objects * views
-    shape = f"{objects} objects x {views} views, {points} pts, {size}px, {per_call * views} images/batch"
+    shape = f"{objects} objects x {views} views, {points} pts, {size}px"
     heavy = (1, 3) if s.cuda and not s.quick else (1, 2)
     counter = itertools.count()
     paths = {"optimized": (True, contextlib.nullcontext), "previous": (False, refs.previous_renderer)}
@@ -372,7 +377,7 @@ def cache_cases(s: Settings) -> Iterator[Case]:
         batch = source(list(range(min(objects, per_call))))[0].flatten(0, 1)
         return lambda: lambda: teacher(batch)
 
-    def build_factory(teacher, previous):
+    def build_factory(teacher, previous, batch_size):
         def fn():
             k = next(counter)
             shutil.rmtree(s.workdir / f"cache{k - 1}", ignore_errors=True)
@@ -382,7 +387,7 @@ def cache_cases(s: Settings) -> Iterator[Case]:
                     s.workdir / f"cache{k}",
                     teacher,
                     num_views=views,
-                    batch_size=per_call * views,
+                    batch_size=batch_size,
                     progress=False,
                 )
 
@@ -390,7 +395,10 @@ def cache_cases(s: Settings) -> Iterator[Case]:
 
     for impl, (_, previous) in paths.items():
         vs = ("previous",) if impl == "optimized" else ()
-        yield Case("cache: render", impl, shape, "crossjepa.render", images, "images/s", render_factory(previous), vs)
+        render_shape = f"{shape}, {per_call * views} images/call"
+        yield Case(
+            "cache: render", impl, render_shape, "crossjepa.render", images, "images/s", render_factory(previous), vs
+        )
     teachers = [("tf_efficientnet_lite0", not s.quick)]  # the default teacher, with its weights where installed
     if s.cuda and not s.quick:
         teachers.append(("vit_base_patch14_dinov2", False))
@@ -421,11 +429,11 @@ def cache_cases(s: Settings) -> Iterator[Case]:
             yield Case(
                 f"cache: build {name}",
                 impl,
-                shape,
-                desc,
+                f"{shape}, each path's default batch",
+                f"{desc}, {batches[impl]} images/batch",
                 images,
                 "images/s",
-                build_factory(teacher, previous),
+                build_factory(teacher, previous, None if impl == "optimized" else batches[impl]),
                 vs,
                 note="render + histograms + teacher + write + checksums",
                 repeats=heavy,
