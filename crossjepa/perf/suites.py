@@ -433,7 +433,7 @@ def cache_cases(s: Settings) -> Iterator[Case]:
                 f"{desc}, {batches[impl]} images/batch",
                 images,
                 "images/s",
-                build_factory(teacher, previous, None if impl == "optimized" else batches[impl]),
+                build_factory(teacher, previous, batches[impl]),
                 vs,
                 note="render + histograms + teacher + write + checksums",
                 repeats=heavy,
